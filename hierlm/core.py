@@ -10,18 +10,18 @@ __all__ = ['MODEL_CONFIGS', 'DTYPES', 'ConfigError', 'ModelConfig', 'register_mo
            'config_to_dict', 'atomic_write_text', 'save_config', 'seed_everything', 'get_device', 'get_dtype',
            'autocast', 'project_root', 'figures_dir', 'save_figure']
 
-# %% ../nbs/00_core.ipynb #2657f607
+# %% ../nbs/00_core.ipynb #13823116
 import dataclasses, difflib, os, random, tempfile, types, contextlib
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
 import numpy as np, torch, yaml
 
-# %% ../nbs/00_core.ipynb #dc36c4fd
+# %% ../nbs/00_core.ipynb #d5f71c1b
 class ConfigError(ValueError):
     "A config names an unknown key, has a value of the wrong type, or misses a required field."
 
-# %% ../nbs/00_core.ipynb #b994d68f
+# %% ../nbs/00_core.ipynb #b557eada
 @dataclass
 class ModelConfig:
     "Hyper-parameters every hierlm model shares; `arch` selects a registered, richer subclass."
@@ -42,7 +42,7 @@ def register_model_config(arch:str): # name used as `model.arch` in YAML
         return cls
     return _reg
 
-# %% ../nbs/00_core.ipynb #f33e692a
+# %% ../nbs/00_core.ipynb #5c8cc637
 @dataclass
 class DataConfig:
     "Where the text comes from, how it is tokenized and batched."
@@ -96,7 +96,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
-# %% ../nbs/00_core.ipynb #0d321a44
+# %% ../nbs/00_core.ipynb #f40f19cc
 def _type_name(tp) -> str:
     if get_origin(tp) is Literal: return 'one of ' + ', '.join(repr(a) for a in get_args(tp))
     if get_origin(tp) in (Union, types.UnionType):
@@ -151,7 +151,7 @@ def _coerce(v, tp, key:str, src:str):
     if isinstance(v, tp): return v
     raise bad()
 
-# %% ../nbs/00_core.ipynb #81ca3538
+# %% ../nbs/00_core.ipynb #c977123e
 def _model_class(d:dict, key:str, src:str):
     arch = d.get('arch', 'decoder') if isinstance(d, dict) else 'decoder'
     if arch not in MODEL_CONFIGS:
@@ -189,7 +189,7 @@ def from_dict(d:dict, cls=Config, src:str='<dict>'):
     "Build `cls` (default `Config`) from a nested dict, checking every key and type; errors name `src`."
     return _dc_from_dict(cls, d, '', src)
 
-# %% ../nbs/00_core.ipynb #ffea667d
+# %% ../nbs/00_core.ipynb #55f34bd4
 def _parse_value(s:str):
     v = yaml.safe_load(s) if s.strip() else ''
     return None if isinstance(v, str) and v.lower() == 'none' else v
@@ -211,7 +211,7 @@ def apply_overrides(d:dict, overrides:list, sources:dict) -> dict:
         sources[key] = 'command line'
     return d
 
-# %% ../nbs/00_core.ipynb #545ac61b
+# %% ../nbs/00_core.ipynb #443ec7da
 def _presets_dir() -> Path:
     import hierlm
     return Path(hierlm.__file__).parent/'presets'
@@ -245,7 +245,7 @@ def load_config(name_or_path:str, overrides:list=None) -> Config: # preset name 
     apply_overrides(d, overrides, sources)
     return from_dict(d, Config, sources)
 
-# %% ../nbs/00_core.ipynb #fabba1da
+# %% ../nbs/00_core.ipynb #d3813368
 def config_to_dict(cfg) -> dict:
     "A plain nested dict of a config dataclass (what `save_config` writes)."
     return dataclasses.asdict(cfg)
@@ -265,7 +265,7 @@ def save_config(cfg, path):
     "Write the resolved config as YAML (atomically); `load_config(path)` reads it back."
     atomic_write_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
 
-# %% ../nbs/00_core.ipynb #8f752836
+# %% ../nbs/00_core.ipynb #4bb7b8ba
 def seed_everything(seed:int):
     "Seed python's `random`, numpy and torch (CPU and every CUDA device)."
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
@@ -303,7 +303,7 @@ def autocast(device, dtype:torch.dtype):
     if dtype == torch.float32: return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
 
-# %% ../nbs/00_core.ipynb #2b3971b2
+# %% ../nbs/00_core.ipynb #96e8fd09
 def project_root(start=None):
     "The nearest folder at or above `start` (default: cwd) holding hierlm's `pyproject.toml`, else None."
     p = Path(start or os.getcwd()).resolve()
