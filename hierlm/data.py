@@ -13,7 +13,7 @@ __all__ = ['BUILTIN_FILES', 'LEVELS', 'STRUCTURED', 'CorpusError', 'data_dir', '
            'build_tokenizer', 'prepare_data', 'PackedBlocks', 'make_dataloader', 'get_dataloaders', 'plot_levels',
            'stream_corpus', 'interleave_corpora', 'StreamingBlocks']
 
-# %% ../nbs/01_data.ipynb #7a5880d5
+# %% ../nbs/01_data.ipynb #e9a33a00
 import hashlib, json, os, random, re, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
 from transformers import PreTrainedTokenizerFast, AutoTokenizer
 from .core import ConfigError, DataConfig, load_config, save_figure
 
-# %% ../nbs/01_data.ipynb #206f733a
+# %% ../nbs/01_data.ipynb #e7b21596
 class CorpusError(FileNotFoundError):
     "A corpus or tokenizer could not be found or loaded; the message says where hierlm looked and what to do."
 
@@ -53,7 +53,7 @@ def have_data(corpus:str, path=None) -> bool:
     try: return all(builtin_path(corpus, s, path).exists() for s in BUILTIN_FILES[corpus])
     except CorpusError: return False
 
-# %% ../nbs/01_data.ipynb #1935ed66
+# %% ../nbs/01_data.ipynb #66eec149
 def _bytes_to_unicode() -> dict:
     "GPT-2's reversible map from the 256 byte values to printable unicode characters (used by ByteLevel)."
     bs = list(range(ord('!'), ord('~')+1)) + list(range(ord('¡'), ord('¬')+1)) + list(range(ord('®'), ord('ÿ')+1))
@@ -110,7 +110,7 @@ def tokenizer_fingerprint(tok) -> str:
     "A short hash of everything that decides how `tok` maps text to ids (for cache keys)."
     return hashlib.sha256(tok.backend_tokenizer.to_str().encode()).hexdigest()[:16]
 
-# %% ../nbs/01_data.ipynb #974b77be
+# %% ../nbs/01_data.ipynb #553a1e68
 @dataclass
 class Section:
     "A titled run of sentences."
@@ -137,7 +137,7 @@ def document_text(doc:Document) -> str:
     "The plain text of a document, exactly the concatenation of its pieces."
     return ''.join(t for t, _, _ in document_pieces(doc))
 
-# %% ../nbs/01_data.ipynb #8557d92e
+# %% ../nbs/01_data.ipynb #5d45f749
 _HEADING = re.compile(r'^ ((?:= )+)(.*?) ((?:= )+)$')
 _SENT_END = re.compile(r'(?<= [.!?]) (?=\S)')
 
@@ -164,7 +164,7 @@ def load_wikitext2(split:str='train', path:Optional[str]=None) -> list: # `train
     if split == 'validation': split = 'valid'
     return parse_wikitext(builtin_path('wikitext-2', split, path).read_text(encoding='utf-8').splitlines())
 
-# %% ../nbs/01_data.ipynb #01c48808
+# %% ../nbs/01_data.ipynb #d5d2fd0c
 _SYL = ['ka', 'lo', 'mi', 'ne', 'ru', 'ta', 'vo', 'zi', 'pe', 'so', 'da', 'fu', 'gi', 'ho', 'be', 'ny']
 
 def _word(rng, n): return ''.join(rng.choice(_SYL) for _ in range(n))
@@ -189,7 +189,7 @@ def synthetic_documents(n_docs:int=200, seed:int=0, split:str='train') -> list: 
         docs.append(Document(title, sections))
     return docs
 
-# %% ../nbs/01_data.ipynb #21221487
+# %% ../nbs/01_data.ipynb #79fad5fc
 LEVELS = ('doc', 'section', 'sentence')
 
 def encode_documents(docs:list, tok, bos:Optional[int]=None) -> tuple: # optional id put before each document
@@ -214,7 +214,7 @@ def boundaries(level_ids) -> torch.Tensor:
     b[..., 1:] = level_ids[..., 1:] != level_ids[..., :-1]
     return b
 
-# %% ../nbs/01_data.ipynb #29a726ae
+# %% ../nbs/01_data.ipynb #900cf252
 def read_text_file(path) -> list:
     "The texts in a local file: a .txt is one text; a .jsonl gives one text per record (field `text`)."
     return read_jsonl_texts(path) if str(path).endswith('.jsonl') else [Path(path).read_text(encoding='utf-8')]
@@ -243,7 +243,7 @@ def load_hf_dataset(name:str, split:str='train', streaming:bool=False, **kwargs)
                           f"or `load_dataset('json', data_files=...)`), or download the dataset where there is network "
                           f"and point HF_DATASETS_CACHE at it.") from None
 
-# %% ../nbs/01_data.ipynb #a2a8e333
+# %% ../nbs/01_data.ipynb #c4d239e0
 def cache_dir(path:Optional[str]=None) -> Path:
     "Token-cache folder: `path`, else $HIERLM_CACHE, else ~/.cache/hierlm."
     d = Path(path or os.environ.get('HIERLM_CACHE') or '~/.cache/hierlm').expanduser()
@@ -278,7 +278,7 @@ class DataBundle:
     @property
     def vocab_size(self): return len(self.tokenizer)
 
-# %% ../nbs/01_data.ipynb #295b3dfe
+# %% ../nbs/01_data.ipynb #25512939
 STRUCTURED = ('synthetic', 'wikitext-2')
 
 def _corpus_key(dcfg:DataConfig, seed:int) -> dict:
@@ -315,7 +315,7 @@ def load_corpus(dcfg:DataConfig, seed:int=0) -> dict:
 
 def _texts(items): return [document_text(x) if isinstance(x, Document) else x for x in items]
 
-# %% ../nbs/01_data.ipynb #42551722
+# %% ../nbs/01_data.ipynb #e3b62a4e
 def build_tokenizer(dcfg:DataConfig, corpus:dict, cache:Path, key:dict, special_tokens=()) -> PreTrainedTokenizerFast:
     "The tokenizer `data.tokenizer` names: built from the corpus (char), trained and cached (bpe), or loaded."
     kind = dcfg.tokenizer
@@ -386,7 +386,7 @@ def prepare_data(dcfg:DataConfig, seed:int=0, tokenizer=None, special_tokens=())
         bundle.splits[s] = TokenSplit(np.load(p, mmap_mode='r'), np.load(q, mmap_mode='r') if structured else None)
     return bundle
 
-# %% ../nbs/01_data.ipynb #a92e9705
+# %% ../nbs/01_data.ipynb #a7277bf7
 class PackedBlocks(Dataset):
     "Fixed-length blocks of a token stream: `input_ids` (T,), `labels` (T,) and, when known, `level_ids` (3, T)."
     def __init__(self, split:TokenSplit, block_size:int, stride:Optional[int]=None):
@@ -419,7 +419,7 @@ def get_dataloaders(cfg, tokenizer=None, special_tokens=()):
                               drop_last=(s == 'train')) for s, sp in b.splits.items()}
     return b.tokenizer, dls
 
-# %% ../nbs/01_data.ipynb #51f5d46f
+# %% ../nbs/01_data.ipynb #fce17b4d
 def plot_levels(text_ids, level_ids, tokenizer, width:int=64, title:str=''):
     "Draw a block of tokens as a grid coloured by sentence, with section (thick) and sentence (thin) starts."
     import matplotlib.pyplot as plt
@@ -438,7 +438,7 @@ def plot_levels(text_ids, level_ids, tokenizer, width:int=64, title:str=''):
     ax.set_title(title or 'one block: colour = sentence; thin bar = sentence start, thick bar = section start', fontsize=9)
     return fig
 
-# %% ../nbs/01_data.ipynb #3a383b44
+# %% ../nbs/01_data.ipynb #e3bb468d
 def stream_corpus(corpus:str, split:str='train', text_field:str='text', path:Optional[str]=None, seed:int=0, n_docs:int=200):
     "A streaming `datasets.IterableDataset` with one `text` column for a corpus spec (as in `data.corpus`)."
     import datasets

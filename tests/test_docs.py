@@ -3,13 +3,16 @@ import os, shutil, subprocess, sys
 from pathlib import Path
 import pytest
 
+pytestmark = pytest.mark.xdist_group(name='docs')   # one worker builds the site once (run with --dist loadgroup)
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, DRIVER = shutil.which('chromium'), shutil.which('chromedriver')
 SHOTS = ROOT/'_docs'/'screenshots'
 
 @pytest.fixture(scope='module')
 def site():
-    r = subprocess.run([sys.executable, 'tools/build_docs.py'], cwd=ROOT, capture_output=True, text=True)
+    from filelock import FileLock                       # a second xdist worker must not build into the same folders
+    with FileLock(str(ROOT/'.docs-build.lock')):
+        r = subprocess.run([sys.executable, 'tools/build_docs.py'], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return ROOT/'_docs'
 
