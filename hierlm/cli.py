@@ -13,7 +13,7 @@ import yaml
 from .core import ConfigError, list_presets, load_config, config_to_dict, seed_everything
 from .data import CorpusError, get_dataloaders
 
-# %% ../nbs/90_cli.ipynb #f1558310
+# %% ../nbs/90_cli.ipynb #7b62ed60
 def cmd_presets(args):
     "Print the built-in presets with their descriptions."
     presets = list_presets()
@@ -63,4 +63,6 @@ def main(argv=None) -> int:
     try: args.func(args)
     except (ConfigError, CorpusError) as e:
         print(f'hierlm: error: {e}', file=sys.stderr); return 2
+    except BrokenPipeError:                      # `hierlm data ... | head` closed the pipe: not an error
+        sys.stderr.close(); return 0
     return 0

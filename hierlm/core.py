@@ -8,7 +8,7 @@ Docs: https://hierlm.github.io/hierlm/core.html.md"""
 __all__ = ['MODEL_CONFIGS', 'DTYPES', 'ConfigError', 'ModelConfig', 'register_model_config', 'DataConfig', 'TrainConfig',
            'EvalConfig', 'Config', 'from_dict', 'apply_overrides', 'list_presets', 'resolve_config_path', 'load_config',
            'config_to_dict', 'atomic_write_text', 'save_config', 'seed_everything', 'get_device', 'get_dtype',
-           'autocast', 'project_root', 'figures_dir', 'save_figure']
+           'autocast', 'project_root', 'figures_dir', 'save_figure', 'run_dir']
 
 # %% ../nbs/00_core.ipynb #13823116
 import dataclasses, difflib, os, random, tempfile, types, contextlib
@@ -303,7 +303,7 @@ def autocast(device, dtype:torch.dtype):
     if dtype == torch.float32: return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
 
-# %% ../nbs/00_core.ipynb #96e8fd09
+# %% ../nbs/00_core.ipynb #cdfec877
 def project_root(start=None):
     "The nearest folder at or above `start` (default: cwd) holding hierlm's `pyproject.toml`, else None."
     p = Path(start or os.getcwd()).resolve()
@@ -326,3 +326,9 @@ def save_figure(fig, name:str, dpi:int=110) -> Path: # file name, e.g. 'masks.pn
     fig.savefig(tmp, dpi=dpi, bbox_inches='tight', metadata={'Software': None} if path.suffix == '.png' else None)
     os.replace(tmp, path)
     return path
+
+def run_dir(cfg, suffix:str='') -> Path:
+    "Run directory `<out_dir>/<name><suffix>`; a relative `out_dir` is taken from the repository root when there is one."
+    base = Path(cfg.out_dir).expanduser()
+    if not base.is_absolute(): base = (project_root() or Path.cwd())/base
+    return base/f'{cfg.name}{suffix}'
