@@ -30,7 +30,7 @@ def masked_softmax(scores:torch.Tensor, allowed:Optional[torch.Tensor]=None, sin
     if sink is not None: denom = denom + torch.exp(s - m)
     return e / denom.clamp(min=torch.finfo(e.dtype).tiny)
 
-# %% ../nbs/03_attention.ipynb #0e5798eb
+# %% ../nbs/03_attention.ipynb #ae9d52ff
 def _expand_kv(x:torch.Tensor, n_heads:int) -> torch.Tensor:
     "Repeat each of the H_kv heads of `x (B, H_kv, S, D)` to serve H query heads (GQA)."
     g = n_heads // x.shape[1]
@@ -67,10 +67,12 @@ def _flex(q, k, v, cm, scale, sink, block_size=128, compile=None):
         fn = _compiled_flex
     T, S = q.shape[2], k.shape[2]
     bm = None if cm is None else cm.block_mask(min(block_size, max(16, 1 << (max(T, S) - 1).bit_length())))
-    out, aux = fn(q, k, v, block_mask=bm, scale=scale, enable_gqa=q.shape[1] != k.shape[1], return_aux=AuxRequest(lse=True))
-    lse = aux.lse                                                            # (B, H, T): log-sum-exp of the scores
-    if sink is not None: out = out * torch.sigmoid(lse - sink.view(1, -1, 1).to(lse.dtype)).unsqueeze(-1).to(out.dtype)
-    return out
+    gqa = q.shape[1] != k.shape[1]
+    if sink is None: return fn(q, k, v, block_mask=bm, scale=scale, enable_gqa=gqa)
+    if q.device.type == 'cpu': fn = flex_attention                          # compiled CPU flex cannot return the lse yet
+    out, aux = fn(q, k, v, block_mask=bm, scale=scale, enable_gqa=gqa, return_aux=AuxRequest(lse=True))
+    # sinks: softmax over [scores, sink] = softmax(scores) * sigmoid(lse - sink)
+    return out * torch.sigmoid(aux.lse - sink.view(1, -1, 1).to(aux.lse.dtype)).unsqueeze(-1).to(out.dtype)
 
 def _xformers(q, k, v, cm, scale, sink):
     try: import xformers.ops as xops
@@ -88,7 +90,7 @@ def _xformers(q, k, v, cm, scale, sink):
     out = xops.memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_bias=bias, scale=scale)
     return out.transpose(1, 2)
 
-# %% ../nbs/03_attention.ipynb #da0c964a
+# %% ../nbs/03_attention.ipynb #9d9ae469
 @dataclass
 class BlockSparsePlan:
     "For each of `n_q_blocks` query blocks: the key positions it gathers (`kv_index`, -1 = padding) and the exact mask on them."
@@ -102,7 +104,7 @@ class BlockSparsePlan:
     @property
     def density(self): return self.kv_index.shape[0] * self.block * self.gathered / (self.T * self.S)
 
-def plan_block_sparse(cm:CompiledMask, block:int=128, min_fill:float=0.25) -> BlockSparsePlan:
+def plan_block_sparse(cm:CompiledMask, block:int=64, min_fill:float=0.25) -> BlockSparsePlan:
     "Plan which key blocks (when at least `min_fill` of their keys are used) and which single key columns each query block gathers."
     T, S, dev = cm.T, cm.S, cm.device
     fn, off = cm.mask.fn, cm.q_offset
@@ -130,7 +132,7 @@ def plan_block_sparse(cm:CompiledMask, block:int=128, min_fill:float=0.25) -> Bl
     if allowed.shape[1] > 1 and (allowed == allowed[:, :1]).all(): allowed = allowed[:, :1]
     return BlockSparsePlan(block, T, S, kv_index, allowed.contiguous())
 
-def _blocksparse(q, k, v, cm, scale, sink, block=128):
+def _blocksparse(q, k, v, cm, scale, sink, block=64):
     if cm is None: raise ValueError("backend 'blocksparse' needs a mask (for full attention use sdpa)")
     B, H, T, D = q.shape
     Hkv, g = k.shape[1], H // k.shape[1]
@@ -146,7 +148,7 @@ def _blocksparse(q, k, v, cm, scale, sink, block=128):
     out = w.view(B, Hkv, g, nq, block, L) @ vg                               # (B, Hkv, g, nq, block, Dv)
     return out.reshape(B, H, nq * block, -1)[:, :, :T]
 
-# %% ../nbs/03_attention.ipynb #b5a46546
+# %% ../nbs/03_attention.ipynb #b96488e9
 BACKENDS = ('auto', 'eager', 'sdpa', 'flex', 'blocksparse', 'xformers')
 
 def pick_backend(q:torch.Tensor, k:torch.Tensor, cm:Optional[CompiledMask], sink=None) -> str:
@@ -158,7 +160,7 @@ def pick_backend(q:torch.Tensor, k:torch.Tensor, cm:Optional[CompiledMask], sink
     return 'blocksparse' if needs_grad else 'flex'
 
 def attention(q, k, v, mask:Union[Mask, CompiledMask, None]=None, backend:str='auto', scale:Optional[float]=None,
-              sink:Optional[torch.Tensor]=None, return_weights:bool=False, block_size:int=128):
+              sink:Optional[torch.Tensor]=None, return_weights:bool=False, block_size:Optional[int]=None):
     "Attention `(B, H, T, D)` of `q` over `k, v (B, H_kv, S, D)` where `mask` allows; `return_weights` gives `(out, (B, H, T, S))`."
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
         raise ValueError(f"q, k, v should be (B, H, T, D); got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
@@ -177,8 +179,8 @@ def attention(q, k, v, mask:Union[Mask, CompiledMask, None]=None, backend:str='a
     if backend == 'auto': backend = pick_backend(q, k, mask, sink)
     if backend == 'eager': return _eager(q, k, v, mask, scale, sink)
     if backend == 'sdpa': return _sdpa(q, k, v, mask, scale, sink)
-    if backend == 'flex': return _flex(q, k, v, mask, scale, sink, block_size)
-    if backend == 'blocksparse': return _blocksparse(q, k, v, mask, scale, sink, block_size)
+    if backend == 'flex': return _flex(q, k, v, mask, scale, sink, block_size or 128)
+    if backend == 'blocksparse': return _blocksparse(q, k, v, mask, scale, sink, block_size or 64)
     return _xformers(q, k, v, mask, scale, sink)
 
 # %% ../nbs/03_attention.ipynb #bcc96aa1

@@ -142,7 +142,7 @@ def document_mask(ids) -> Mask: # (T,) or (B, T) ids: same id = same document
     if batched: return Mask(lambda b, h, q, kv: ids[b, q] == ids[b, kv], 'document', ids.shape[-1])
     return Mask(lambda b, h, q, kv: ids[q] == ids[kv], 'document', ids.shape[-1])
 
-# %% ../nbs/02_masks.ipynb #2552a622
+# %% ../nbs/02_masks.ipynb #0e4058b5
 def hierarchical_mask(level_ids, anchor_level=None, neighbours:int=0) -> Mask:
     "HDT-style mask over K nested levels: own unit, parent/child anchors, sibling anchors, ±k neighbouring units."
     lev, batched = _per_token(level_ids, 'level_ids', dims=2)
@@ -177,14 +177,19 @@ def insert_anchors(level_ids, anchored_levels:Sequence[int]=None) -> tuple: # (K
     "Insert an HDT anchor token before each unit start (coarse first): returns `(level_ids', anchor_level', source_index)`."
     lev = torch.as_tensor(level_ids).long()
     K, T = lev.shape
-    anchored = list(range(K)) if anchored_levels is None else list(anchored_levels)
-    cols, anchors, src = [], [], []
-    for t in range(T):
-        for a in anchored:
-            if t == 0 or (lev[:a + 1, t] != lev[:a + 1, t - 1]).any():      # a new level-a unit starts here
-                cols.append(lev[:, t]); anchors.append(a); src.append(-1)
-        cols.append(lev[:, t]); anchors.append(-1); src.append(t)
-    return torch.stack(cols, 1), torch.tensor(anchors), torch.tensor(src)
+    anchored = torch.zeros(K, dtype=torch.bool)
+    anchored[list(range(K)) if anchored_levels is None else list(anchored_levels)] = True
+    starts = torch.ones(K, T, dtype=torch.bool)                          # a level-a unit starts where any id at <= a changes
+    starts[:, 1:] = (lev[:, 1:] != lev[:, :-1]).cumsum(0) > 0
+    starts &= anchored[:, None]
+    group = starts.sum(0) + 1                                            # each token: its anchors, then itself
+    src = torch.repeat_interleave(torch.arange(T), group)
+    first = torch.cumsum(group, 0) - group                               # where each token's group begins
+    anchor_level = torch.full((len(src),), -1, dtype=torch.long)
+    for a in range(K):                                                   # coarser anchors come first within a group
+        rank = starts[:a].sum(0)
+        anchor_level[(first + rank)[starts[a]]] = a
+    return lev[:, src], anchor_level, torch.where(anchor_level < 0, src, -1)
 
 # %% ../nbs/02_masks.ipynb #bb3887ae
 def block_diffusion_mask(seq_len:int, block_size:int) -> Mask: # L: tokens per half; L': block size
