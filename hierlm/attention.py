@@ -148,7 +148,7 @@ def _blocksparse(q, k, v, cm, scale, sink, block=64):
     out = w.view(B, Hkv, g, nq, block, L) @ vg                               # (B, Hkv, g, nq, block, Dv)
     return out.reshape(B, H, nq * block, -1)[:, :, :T]
 
-# %% ../nbs/03_attention.ipynb #b96488e9
+# %% ../nbs/03_attention.ipynb #7edebc13
 BACKENDS = ('auto', 'eager', 'sdpa', 'flex', 'blocksparse', 'xformers')
 
 def pick_backend(q:torch.Tensor, k:torch.Tensor, cm:Optional[CompiledMask], sink=None) -> str:
@@ -157,7 +157,10 @@ def pick_backend(q:torch.Tensor, k:torch.Tensor, cm:Optional[CompiledMask], sink
     if cm is None or cm.is_causal: return 'eager' if sink is not None and q.device.type == 'cpu' else ('flex' if sink is not None else 'sdpa')
     if q.device.type == 'cuda': return 'flex'
     if q.shape[2] * k.shape[2] <= 1024 * 1024: return 'eager' if sink is not None else 'sdpa'
-    return 'blocksparse' if needs_grad else 'flex'
+    if not needs_grad: return 'flex'
+    plan = cm.cached(('blocksparse', 64), lambda: plan_block_sparse(cm, 64))   # kept: blocksparse reuses it
+    if plan.density <= 0.3 or sink is not None: return 'blocksparse'
+    return 'sdpa'                                # a dense-ish mask (e.g. block diffusion): gathering would not pay
 
 def attention(q, k, v, mask:Union[Mask, CompiledMask, None]=None, backend:str='auto', scale:Optional[float]=None,
               sink:Optional[torch.Tensor]=None, return_weights:bool=False, block_size:Optional[int]=None):

@@ -49,7 +49,7 @@ def nonblank(png: Path):
     lo, hi = im.getextrema()
     return hi - lo > 100
 
-@pytest.mark.parametrize('page,title,min_images', [('index.html', 'hierlm', 1), ('01_data.html', 'data', 1)])
+@pytest.mark.parametrize('page,title,min_images', [('index.html', 'hierlm', 2), ('01_data.html', 'data', 1), ('02_masks.html', 'masks', 1)])
 def test_page_renders_with_figures(site, browser, page, title, min_images):
     SHOTS.mkdir(exist_ok=True)
     browser.get((site/page).as_uri())

@@ -37,7 +37,7 @@ def one(mask_name, T, backend, mode, reps):
     t0 = time.perf_counter()
     cm = m.compile(T, T, B, H)
     extra = {}
-    if backend == 'sdpa': cm.dense(); extra['density'] = cm.dense().float().mean().item()
+    if backend in ('sdpa', 'eager'): extra['density'] = cm.dense().float().mean().item()
     if backend == 'blocksparse':
         plan = cm.cached(('blocksparse', 64), lambda: plan_block_sparse(cm, 64)); extra['gathered'] = plan.gathered
     if backend == 'flex': cm.block_mask(128)
