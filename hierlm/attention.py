@@ -186,18 +186,19 @@ def attention(q, k, v, mask:Union[Mask, CompiledMask, None]=None, backend:str='a
     if backend == 'blocksparse': return _blocksparse(q, k, v, mask, scale, sink, block_size or 64)
     return _xformers(q, k, v, mask, scale, sink)
 
-# %% ../nbs/03_attention.ipynb #bcc96aa1
+# %% ../nbs/03_attention.ipynb #ecce92a1
 class RotaryEmbedding(nn.Module):
     "Rotary position embedding for heads of size `dim` (half-split layout, as in Llama / GPT-NeoX)."
     def __init__(self, dim:int, base:float=10000.0):
         super().__init__()
         if dim % 2: raise ValueError(f"RoPE needs an even head size, got {dim}")
-        self.register_buffer('inv_freq', base ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim), persistent=False)
+        self.dim, self.base = dim, base      # frequencies are computed on the fly: no buffer for a meta-device load to lose
     def forward(self, x:torch.Tensor, offset:int=0, positions:Optional[torch.Tensor]=None) -> torch.Tensor:
         "Rotate `x (B, H, T, D)` for positions `offset + 0..T-1`, or `positions (B, T)`."
         T = x.shape[-2]
         pos = (torch.arange(T, device=x.device) + offset).float() if positions is None else positions.float()
-        ang = pos[..., None] * self.inv_freq.to(x.device)                    # (T, D/2) or (B, T, D/2)
+        inv_freq = self.base ** (-torch.arange(0, self.dim, 2, dtype=torch.float32, device=x.device) / self.dim)
+        ang = pos[..., None] * inv_freq                                      # (T, D/2) or (B, T, D/2)
         if ang.dim() == 3: ang = ang[:, None]                                # (B, 1, T, D/2)
         cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
         x1, x2 = x.chunk(2, dim=-1)

@@ -386,9 +386,9 @@ def prepare_data(dcfg:DataConfig, seed:int=0, tokenizer=None, special_tokens=())
         bundle.splits[s] = TokenSplit(np.load(p, mmap_mode='r'), np.load(q, mmap_mode='r') if structured else None)
     return bundle
 
-# %% ../nbs/01_data.ipynb #a7277bf7
+# %% ../nbs/01_data.ipynb #9e53c544
 class PackedBlocks(Dataset):
-    "Fixed-length blocks of a token stream: `input_ids` (T,), `labels` (T,) and, when known, `level_ids` (3, T)."
+    "Fixed-length blocks of a token stream: `input_ids` (T,), next-token `targets` (T,) and, when known, `level_ids` (3, T)."
     def __init__(self, split:TokenSplit, block_size:int, stride:Optional[int]=None):
         self.split, self.T, self.stride = split, block_size, stride or block_size
         self.n = max(0, (len(split.tokens) - 1 - block_size) // self.stride + 1)
@@ -399,7 +399,7 @@ class PackedBlocks(Dataset):
     def __getitem__(self, i):
         s = i * self.stride
         chunk = torch.from_numpy(np.asarray(self.split.tokens[s:s + self.T + 1], dtype=np.int64))
-        out = {'input_ids': chunk[:-1], 'labels': chunk[1:]}
+        out = {'input_ids': chunk[:-1], 'targets': chunk[1:]}
         if self.split.levels is not None:
             lev = torch.from_numpy(np.asarray(self.split.levels[:, s:s + self.T], dtype=np.int64))
             out['level_ids'] = lev - lev[:, :1]                      # (3, T), first unit of the block is 0
@@ -438,7 +438,7 @@ def plot_levels(text_ids, level_ids, tokenizer, width:int=64, title:str=''):
     ax.set_title(title or 'one block: colour = sentence; thin bar = sentence start, thick bar = section start', fontsize=9)
     return fig
 
-# %% ../nbs/01_data.ipynb #e3bb468d
+# %% ../nbs/01_data.ipynb #c5e7bba3
 def stream_corpus(corpus:str, split:str='train', text_field:str='text', path:Optional[str]=None, seed:int=0, n_docs:int=200):
     "A streaming `datasets.IterableDataset` with one `text` column for a corpus spec (as in `data.corpus`)."
     import datasets
@@ -462,7 +462,7 @@ def interleave_corpora(streams:list, probabilities:list, seed:int=0):
     return datasets.interleave_datasets(streams, probabilities=probabilities, seed=seed, stopping_strategy='all_exhausted')
 
 class StreamingBlocks(IterableDataset):
-    "Tokenize a stream of texts on the fly and pack it into `input_ids`/`labels` blocks of length T."
+    "Tokenize a stream of texts on the fly and pack it into `input_ids`/`targets` blocks of length T."
     def __init__(self, texts, tokenizer, block_size:int, sep_id:Optional[int]=None):
         self.texts, self.tok, self.T, self.sep = texts, tokenizer, block_size, sep_id
     def __iter__(self):
@@ -472,4 +472,4 @@ class StreamingBlocks(IterableDataset):
             if self.sep is not None: buf.append(self.sep)
             while len(buf) >= self.T + 1:
                 chunk = torch.tensor(buf[:self.T + 1]); buf = buf[self.T:]
-                yield {'input_ids': chunk[:-1], 'labels': chunk[1:]}
+                yield {'input_ids': chunk[:-1], 'targets': chunk[1:]}
