@@ -43,7 +43,7 @@ def register_model_config(arch:str): # name used as `model.arch` in YAML
         return cls
     return _reg
 
-# %% ../nbs/00_core.ipynb #5c8cc637
+# %% ../nbs/00_core.ipynb #2f4b8d5f
 @dataclass
 class DataConfig:
     "Where the text comes from, how it is tokenized and batched."
@@ -76,6 +76,11 @@ class TrainConfig:
     ckpt_every: int = 500
     keep_last: int = 2                 # checkpoints kept on disk
     wandb: Literal['offline', 'online', 'disabled'] = 'offline'
+    muon_lr: float = 0.02              # Muon: learning rate of the 2-D hidden weights
+    grad_checkpoint: bool = False      # recompute activations in the backward pass to save memory
+    seq_len_warmup: int = 0            # curriculum: steps over which the sequence length grows to data.block_size
+    min_seq_len: int = 64              # curriculum: starting sequence length
+    resume: bool = True                # continue from the newest checkpoint in the run directory
 
 @dataclass
 class EvalConfig:
