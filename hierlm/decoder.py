@@ -104,7 +104,7 @@ class MoE(nn.Module):
             if len(tok): y.index_add_(0, tok, expert_mlp(x[tok]) * gate[tok, slot, None])
         return y.view(shape)
 
-# %% ../nbs/04_decoder.ipynb #ee6c9dc1
+# %% ../nbs/04_decoder.ipynb #f41d1d03
 class DecoderBlock(nn.Module):
     "Pre-norm transformer block: attention then SwiGLU / MoE."
     def __init__(self, c:HierLMDecoderConfig, layer_idx:int):
@@ -131,6 +131,7 @@ class HierLMDecoder(PreTrainedModel, GenerationMixin):
     base_model_prefix = 'hierlm_decoder'
     _no_split_modules = ['DecoderBlock']
     main_input_name = 'input_ids'
+    supports_gradient_checkpointing = True
 
     def __init__(self, config:HierLMDecoderConfig):
         super().__init__(config)
@@ -142,6 +143,7 @@ class HierLMDecoder(PreTrainedModel, GenerationMixin):
         self.norm = nn.RMSNorm(c.d_model, eps=c.norm_eps)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.drop = nn.Dropout(c.dropout)
+        self.gradient_checkpointing = False                                  # set by gradient_checkpointing_enable()
         self.post_init()
 
     _tied_weights_keys = {'lm_head.weight': 'embed.weight'}              # tied only when config.tie_word_embeddings
@@ -195,7 +197,10 @@ class HierLMDecoder(PreTrainedModel, GenerationMixin):
         mask = self.attention_mask_for(T, past + T, attention_mask)
         if cache is None: mask = mask.compile(T, T, B, self.config.n_heads, x.device)
         x = self.drop(x)
-        for blk in self.blocks: x = blk(x, mask, cache, positions)
+        for blk in self.blocks:
+            if self.gradient_checkpointing and self.training and cache is None:
+                x = self._gradient_checkpointing_func(blk.__call__, x, mask, None, positions)
+            else: x = blk(x, mask, cache, positions)
         logits = self.lm_head(self.norm(x))
         loss = None
         if labels is not None: logits_l, tgt = logits[:, :-1], labels[:, 1:]

@@ -8,8 +8,8 @@ Docs: https://hierlm.github.io/hierlm/train.html.md"""
 __all__ = ['MODEL_BUILDERS', 'newton_schulz', 'MuonAdamW', 'build_optimizer', 'lr_multiplier', 'BatchStream', 'TrainingDiverged',
            'build_model', 'Trainer', 'model_card', 'plot_metrics']
 
-# %% ../nbs/10_train.ipynb #36dbe692
-import json, math, os, random, shutil, tempfile, time
+# %% ../nbs/10_train.ipynb #58b59f37
+import hashlib, json, math, os, random, shutil, tempfile, time
 from pathlib import Path
 from typing import Optional
 import numpy as np, torch, torch.nn as nn
@@ -97,7 +97,7 @@ class BatchStream:
         items = [self.blocks[int(j)] for j in self._perm[1][i * self.B:(i + 1) * self.B]]
         return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
-# %% ../nbs/10_train.ipynb #49a399fa
+# %% ../nbs/10_train.ipynb #d53bc748
 class TrainingDiverged(RuntimeError):
     "The loss or the gradients became NaN/Inf."
 
@@ -225,7 +225,7 @@ class Trainer:
         try: import wandb
         except ImportError: return None
         return wandb.init(project='hierlm', name=self.cfg.name, dir=str(self.dir), mode=mode, config=config_to_dict(self.cfg),
-                          resume='allow', id=f"{self.cfg.name}-{abs(hash(str(self.dir.resolve()))) % 10**8}")
+                          resume='allow', id=f"{self.cfg.name}-{hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:8]}")
 
     def fit(self, stop_at:Optional[int]=None):
         "Train to `train.max_steps` (or stop after step `stop_at`, as an interruption would)."
