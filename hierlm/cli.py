@@ -14,7 +14,7 @@ from .core import ConfigError, list_presets, load_config, config_to_dict, seed_e
 from .data import CorpusError, get_dataloaders
 from pathlib import Path
 
-# %% ../nbs/90_cli.ipynb #3fc9309e
+# %% ../nbs/90_cli.ipynb #84904fd5
 def cmd_presets(args):
     "Print the built-in presets with their descriptions."
     presets = list_presets()
@@ -51,20 +51,20 @@ def cmd_train(args):
     print(f'run directory: {tr.dir}\n  final model: {tr.dir/"final"}\n  loss plot:   {tr.dir/"figures"/"loss.png"}')
 
 def cmd_generate(args):
-    "Generate text from a run directory (its final/ model) or a saved model folder."
-    import torch, hierlm.decoder
+    "Generate text from a run directory (its final/ model) or a saved model folder, streaming it to the terminal."
+    import hierlm.decoder
     from transformers import AutoModelForCausalLM, AutoTokenizer
     p = Path(args.model)
     if (p/'final').is_dir(): p = p/'final'
     if not (p/'config.json').exists(): raise CorpusError(f"{args.model} is neither a run directory with final/ nor a saved model folder")
     model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True).eval()
     tok = AutoTokenizer.from_pretrained(p)
-    ids = torch.tensor([tok.encode(args.prompt)])
-    torch.manual_seed(args.seed)
-    out = model.generate(ids, max_new_tokens=args.max_tokens, do_sample=args.temperature > 0,
-                         temperature=args.temperature or None, top_k=args.top_k or None, top_p=args.top_p,
-                         pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0)
-    print(tok.decode(out[0]))
+    from hierlm.generate import stream, SamplingConfig
+    sc = SamplingConfig(max_new_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                        repetition_penalty=args.repetition_penalty, stop=args.stop or [], seed=args.seed)
+    print(args.prompt, end='', flush=True)
+    for nxt in stream(model, tok, args.prompt, sc): print(tok.decode([int(nxt[0])]), end='', flush=True)   # streamed
+    print()
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='hierlm', description='hierlm: hierarchical and structured-attention language models')
@@ -86,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--temperature', type=float, default=0.8, help='0: greedy')
     g.add_argument('--top-k', type=int, default=0)
     g.add_argument('--top-p', type=float, default=1.0)
+    g.add_argument('--repetition-penalty', type=float, default=1.0)
+    g.add_argument('--stop', action='append', help='stop string (repeatable)')
     g.add_argument('--seed', type=int, default=0)
     g.set_defaults(func=cmd_generate)
     return p
