@@ -97,7 +97,7 @@ class BatchStream:
         items = [self.blocks[int(j)] for j in self._perm[1][i * self.B:(i + 1) * self.B]]
         return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
-# %% ../nbs/10_train.ipynb #d53bc748
+# %% ../nbs/10_train.ipynb #71561bd2
 class TrainingDiverged(RuntimeError):
     "The loss or the gradients became NaN/Inf."
 
@@ -235,7 +235,7 @@ class Trainer:
         save_config(cfg, self.dir/'config.yaml')
         self.wandb = self._init_wandb()
         self.model.train()
-        bar = tqdm(total=tc.max_steps, initial=self.step, desc=cfg.name, disable=bool(os.environ.get('IN_TEST')))
+        bar = tqdm(total=tc.max_steps, initial=self.step, desc=cfg.name, disable=True if os.environ.get('IN_TEST') else None)   # None: off when not a terminal
         t0, tokens = time.time(), 0
         while self.step < tc.max_steps:
             T = self.seq_len()
