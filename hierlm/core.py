@@ -7,11 +7,11 @@ Docs: https://hierlm.github.io/hierlm/core.html.md"""
 # %% auto #0
 __all__ = ['MODEL_CONFIGS', 'MODEL_MODULES', 'DTYPES', 'ConfigError', 'ModelConfig', 'register_model_config', 'DataConfig',
            'TrainConfig', 'EvalConfig', 'Config', 'from_dict', 'apply_overrides', 'list_presets', 'resolve_config_path',
-           'load_config', 'config_to_dict', 'atomic_write_text', 'save_config', 'seed_everything', 'get_device',
-           'get_dtype', 'autocast', 'project_root', 'figures_dir', 'save_figure', 'run_dir']
+           'load_config', 'config_to_dict', 'atomic_write_text', 'atomic_dir', 'save_config', 'seed_everything',
+           'get_device', 'get_dtype', 'autocast', 'project_root', 'figures_dir', 'save_figure', 'run_dir']
 
-# %% ../nbs/00_core.ipynb #13823116
-import dataclasses, difflib, os, random, tempfile, types, contextlib
+# %% ../nbs/00_core.ipynb #8e77ef7d
+import dataclasses, difflib, os, random, shutil, tempfile, types, contextlib
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Literal, Optional, Union, get_args, get_origin, get_type_hints
@@ -254,7 +254,7 @@ def load_config(name_or_path:str, overrides:list=None) -> Config: # preset name 
     apply_overrides(d, overrides, sources)
     return from_dict(d, Config, sources)
 
-# %% ../nbs/00_core.ipynb #d3813368
+# %% ../nbs/00_core.ipynb #28be5b5f
 def config_to_dict(cfg) -> dict:
     "A plain nested dict of a config dataclass (what `save_config` writes)."
     return dataclasses.asdict(cfg)
@@ -268,6 +268,19 @@ def atomic_write_text(path, text:str):
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.unlink(tmp)
+        raise
+
+@contextlib.contextmanager
+def atomic_dir(dest):
+    "Build a folder in a temporary sibling, renamed to `dest` (replacing it) only if the block succeeds."
+    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f'.{dest.name}.tmp-'))
+    try:
+        yield tmp
+        if dest.exists(): shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 def save_config(cfg, path):

@@ -13,7 +13,7 @@ __all__ = ['BUILTIN_FILES', 'LEVELS', 'STRUCTURED', 'CorpusError', 'data_dir', '
            'build_tokenizer', 'prepare_data', 'PackedBlocks', 'make_dataloader', 'get_dataloaders', 'plot_levels',
            'stream_corpus', 'interleave_corpora', 'StreamingBlocks']
 
-# %% ../nbs/01_data.ipynb #e9a33a00
+# %% ../nbs/01_data.ipynb #937c5ef5
 import hashlib, json, os, random, re, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,7 @@ import numpy as np, torch
 from torch.utils.data import Dataset, IterableDataset, DataLoader
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
 from transformers import PreTrainedTokenizerFast, AutoTokenizer
-from .core import ConfigError, DataConfig, load_config, save_figure
+from .core import ConfigError, DataConfig, load_config, save_figure, atomic_dir
 
 # %% ../nbs/01_data.ipynb #e7b21596
 class CorpusError(FileNotFoundError):
@@ -315,7 +315,7 @@ def load_corpus(dcfg:DataConfig, seed:int=0) -> dict:
 
 def _texts(items): return [document_text(x) if isinstance(x, Document) else x for x in items]
 
-# %% ../nbs/01_data.ipynb #e3b62a4e
+# %% ../nbs/01_data.ipynb #883a73b3
 def build_tokenizer(dcfg:DataConfig, corpus:dict, cache:Path, key:dict, special_tokens=()) -> PreTrainedTokenizerFast:
     "The tokenizer `data.tokenizer` names: built from the corpus (char), trained and cached (bpe), or loaded."
     kind = dcfg.tokenizer
@@ -329,8 +329,7 @@ def build_tokenizer(dcfg:DataConfig, corpus:dict, cache:Path, key:dict, special_
         if (d/'tokenizer.json').exists(): return load_tokenizer(d)
         train_texts = _texts(corpus.get('train', corpus.get('all')))
         tok = train_bpe_tokenizer(train_texts, dcfg.vocab_size, ('<|endoftext|>', *special_tokens))
-        tmp = Path(tempfile.mkdtemp(dir=cache, prefix='.bpe-'))
-        tok.save_pretrained(tmp); os.replace(tmp, d)
+        with atomic_dir(d) as tmp: tok.save_pretrained(tmp)
         return tok
     return load_tokenizer(kind)
 
@@ -350,9 +349,7 @@ def prepare_data(dcfg:DataConfig, seed:int=0, tokenizer=None, special_tokens=())
             else:
                 tokenizer = build_tokenizer(dcfg, get_corpus(), cache, key, special_tokens)
                 if dcfg.tokenizer == 'char':
-                    tmp = Path(tempfile.mkdtemp(dir=cache, prefix='.vocab-'))
-                    tokenizer.save_pretrained(tmp)
-                    if not vfile.exists(): os.replace(tmp, vfile)
+                    with atomic_dir(vfile) as tmp: tokenizer.save_pretrained(tmp)
         else: tokenizer = build_tokenizer(dcfg, {}, cache, key, special_tokens)
     structured = dcfg.corpus in STRUCTURED
     split_names = ('train', 'valid', 'test') if structured else ('train', 'valid')

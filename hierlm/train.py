@@ -8,14 +8,14 @@ Docs: https://hierlm.github.io/hierlm/train.html.md"""
 __all__ = ['MODEL_BUILDERS', 'newton_schulz', 'MuonAdamW', 'build_optimizer', 'lr_multiplier', 'BatchStream', 'TrainingDiverged',
            'build_model', 'Trainer', 'model_card', 'plot_metrics']
 
-# %% ../nbs/10_train.ipynb #58b59f37
+# %% ../nbs/10_train.ipynb #75eed542
 import hashlib, json, math, os, random, shutil, tempfile, time
 from pathlib import Path
 from typing import Optional
 import numpy as np, torch, torch.nn as nn
 from safetensors.torch import save_file, load_file
 from .core import (Config, ConfigError, seed_everything, get_device, get_dtype, autocast, save_config, run_dir,
-                         atomic_write_text, config_to_dict)
+                         atomic_write_text, atomic_dir, config_to_dict)
 from .data import prepare_data, PackedBlocks
 
 # %% ../nbs/10_train.ipynb #956e32fd
@@ -97,7 +97,7 @@ class BatchStream:
         items = [self.blocks[int(j)] for j in self._perm[1][i * self.B:(i + 1) * self.B]]
         return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
-# %% ../nbs/10_train.ipynb #71561bd2
+# %% ../nbs/10_train.ipynb #ab648089
 class TrainingDiverged(RuntimeError):
     "The loss or the gradients became NaN/Inf."
 
@@ -154,18 +154,15 @@ class Trainer:
 
     def save_checkpoint(self):
         "Write `checkpoints/step-N` atomically (temp folder + rename) and keep the last `keep_last`."
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=self.ckpt_dir, prefix='.tmp-'))
+        final = self.ckpt_dir/f'step-{self.step:07d}'
         sd = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
         seen, unique = set(), {}
         for k, v in sd.items():                                               # tied weights are stored once
             if (v.data_ptr(), v.shape) not in seen: seen.add((v.data_ptr(), v.shape)); unique[k] = v
-        save_file(unique, str(tmp/'model.safetensors'))
-        torch.save({'step': self.step, 'optimizer': self.opt.state_dict(), 'scheduler': self.sched.state_dict(),
-                    'scaler': self.scaler.state_dict(), 'rng': _rng_state()}, tmp/'state.pt')
-        final = self.ckpt_dir/f'step-{self.step:07d}'
-        if final.exists(): shutil.rmtree(final)
-        os.replace(tmp, final)
+        with atomic_dir(final) as tmp:
+            save_file(unique, str(tmp/'model.safetensors'))
+            torch.save({'step': self.step, 'optimizer': self.opt.state_dict(), 'scheduler': self.sched.state_dict(),
+                        'scaler': self.scaler.state_dict(), 'rng': _rng_state()}, tmp/'state.pt')
         self.last_ckpt = final
         for old in self.checkpoints()[:-self.cfg.train.keep_last]: shutil.rmtree(old)
 
@@ -270,13 +267,11 @@ class Trainer:
 
     def finish(self):
         "Write `final/` (HF model + tokenizer + model card) atomically, and the loss figure."
-        final, tmp = self.dir/'final', Path(tempfile.mkdtemp(dir=self.dir, prefix='.final-'))
-        self.model.save_pretrained(tmp); self.tok.save_pretrained(tmp)
         metrics = [json.loads(l) for l in (self.dir/'metrics.jsonl').read_text().splitlines() if l.strip()]
         val = [m for m in metrics if 'val_loss' in m]
-        (tmp/'README.md').write_text(model_card(self.cfg, self.step, val[-1] if val else {}, sum(p.numel() for p in self.model.parameters())))
-        if final.exists(): shutil.rmtree(final)
-        os.replace(tmp, final)
+        with atomic_dir(self.dir/'final') as tmp:
+            self.model.save_pretrained(tmp); self.tok.save_pretrained(tmp)
+            (tmp/'README.md').write_text(model_card(self.cfg, self.step, val[-1] if val else {}, sum(p.numel() for p in self.model.parameters())))
         plot_metrics(metrics, self.dir/'figures'/'loss.png', title=self.cfg.name)
         if self.wandb: self.wandb.finish()
 

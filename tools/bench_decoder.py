@@ -14,13 +14,31 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
-def quality():
+RECIPE = ['model.d_model=128', 'model.n_layers=4', 'model.n_heads=4', 'model.block_size=64', 'model.dropout=0.0',
+          'data.block_size=64', 'data.batch_size=12', 'train.max_steps=2000', 'train.lr=1e-3', 'train.min_lr_ratio=0.1',
+          'train.warmup_steps=100', 'train.betas=[0.9, 0.99]', 'train.log_every=100', 'train.ckpt_every=100000',
+          'eval.eval_every=500', 'eval.eval_batches=200', 'train.wandb=disabled', 'device=cpu']
+
+ABLATIONS = {'baseline (RoPE, MHA, SwiGLU)': [], 'no RoPE (learned positions)': ['model.rope=false'],
+             'sink logits': ['model.sink_logits=true'], 'GQA (2 kv heads)': ['model.n_kv_heads=2'], 'MQA (1 kv head)': ['model.n_kv_heads=1'],
+             'MoE (4 experts, top-2)': ['model.mlp=moe', 'model.n_experts=4'], 'differential attention': ['model.differential=true']}
+
+def ablations(steps=500):
     from hierlm.core import load_config
     from hierlm.train import Trainer
-    cfg = load_config('shakespeare-char', ['model.d_model=128', 'model.n_layers=4', 'model.n_heads=4', 'model.block_size=64',
-        'model.dropout=0.0', 'data.block_size=64', 'data.batch_size=12', 'train.max_steps=2000', 'train.lr=1e-3',
-        'train.min_lr_ratio=0.1', 'train.warmup_steps=100', 'train.betas=[0.9, 0.99]', 'train.log_every=100',
-        'train.ckpt_every=100000', 'eval.eval_every=500', 'eval.eval_batches=200', 'train.wandb=disabled', 'device=cpu'])
+    rows = []
+    for name, extra in ABLATIONS.items():
+        cfg = load_config('shakespeare-char', RECIPE + [f'train.max_steps={steps}', f'eval.eval_every={steps}', *extra])
+        with tempfile.TemporaryDirectory() as t:
+            t0 = time.time(); tr = Trainer(cfg, Path(t)/'run'); tr.fit(); wall = time.time() - t0
+            ev = [json.loads(l) for l in (Path(t)/'run'/'metrics.jsonl').read_text().splitlines() if 'val_loss' in l]
+        rows.append((name, sum(p.numel() for p in tr.model.parameters()), ev[-1]['val_loss'], wall)); print(rows[-1], flush=True)
+    return rows
+
+def quality(extra=()):
+    from hierlm.core import load_config
+    from hierlm.train import Trainer
+    cfg = load_config('shakespeare-char', RECIPE + list(extra))
     with tempfile.TemporaryDirectory() as t:
         t0 = time.time(); tr = Trainer(cfg, Path(t)/'run'); tr.fit(); wall = time.time() - t0
         ms = [json.loads(l) for l in (Path(t)/'run'/'metrics.jsonl').read_text().splitlines()]
@@ -50,7 +68,18 @@ def throughput(d=384, L=6, H=6, T=256, B=16, V=65, steps=8):
     return out, dict(d=d, L=L, H=H, T=T, B=B, V=V)
 
 def main():
-    ap = argparse.ArgumentParser(); ap.add_argument('--skip-quality', action='store_true'); a = ap.parse_args()
+    ap = argparse.ArgumentParser(); ap.add_argument('--skip-quality', action='store_true')
+    ap.add_argument('--ablations', action='store_true', help='only the ablation table, appended to the existing file')
+    a = ap.parse_args()
+    out = ROOT/'benchmarks'/f'decoder_{"cuda" if torch.cuda.is_available() else "cpu"}.md'
+    if a.ablations:
+        torch.set_num_threads(2)
+        rows = ablations()
+        text = out.read_text().split('\n**Ablations**')[0].rstrip('\n')
+        text += ('\n\n**Ablations** at the nanoGPT recipe, 500 steps each (validation loss on the whole validation split):\n\n'
+                 '| variant | parameters | val loss @500 | wall time |\n|---|---:|---:|---:|\n' +
+                 ''.join(f'| {n} | {p/1e6:.2f}M | {v:.3f} | {w:.0f} s |\n' for n, p, v, w in rows))
+        out.write_text(text); print(text); return
     torch.set_num_threads(2)
     lines = [f'Decoder benchmarks on {"cuda" if torch.cuda.is_available() else "cpu"} (torch {torch.__version__}, 2 threads).', '']
     tp, shape = throughput()
@@ -67,7 +96,6 @@ def main():
                   '| model | parameters | val loss | train loss | wall time |', '|---|---:|---:|---:|---:|',
                   f"| hierlm decoder | {q['params']/1e6:.2f}M | {q['val_loss']:.3f} | {q['train_loss']:.3f} | {q['wall_s']:.0f} s |",
                   '', 'Validation loss during the run: ' + ', '.join(f'step {s}: {v}' for s, v in q['curve'])]
-    out = ROOT/'benchmarks'/f'decoder_{"cuda" if torch.cuda.is_available() else "cpu"}.md'
     out.write_text('\n'.join(lines) + '\n'); print('\n'.join(lines)); print(f'wrote {out}')
 
 if __name__ == '__main__': main()
