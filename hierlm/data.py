@@ -13,8 +13,8 @@ __all__ = ['BUILTIN_FILES', 'LEVELS', 'STRUCTURED', 'CorpusError', 'data_dir', '
            'build_tokenizer', 'prepare_data', 'PackedBlocks', 'make_dataloader', 'get_dataloaders', 'plot_levels',
            'stream_corpus', 'interleave_corpora', 'StreamingBlocks']
 
-# %% ../nbs/01_data.ipynb #937c5ef5
-import hashlib, json, os, random, re, tempfile
+# %% ../nbs/01_data.ipynb #04b5db43
+import functools, hashlib, json, os, random, re, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
@@ -315,62 +315,43 @@ def load_corpus(dcfg:DataConfig, seed:int=0) -> dict:
 
 def _texts(items): return [document_text(x) if isinstance(x, Document) else x for x in items]
 
-# %% ../nbs/01_data.ipynb #883a73b3
-def build_tokenizer(dcfg:DataConfig, corpus:dict, cache:Path, key:dict, special_tokens=()) -> PreTrainedTokenizerFast:
-    "The tokenizer `data.tokenizer` names: built from the corpus (char), trained and cached (bpe), or loaded."
+# %% ../nbs/01_data.ipynb #3b2f2cf0
+def build_tokenizer(dcfg:DataConfig, get_corpus, cache:Path, key:dict, special_tokens=()) -> PreTrainedTokenizerFast:
+    "The tokenizer `data.tokenizer` names: bytes, built from the corpus (char) or trained on it (bpe), both cached, or loaded."
     kind = dcfg.tokenizer
     if kind == 'bytes': return byte_tokenizer(special_tokens)
-    if kind == 'char': return char_tokenizer(''.join(t for items in corpus.values() for t in _texts(items)), special_tokens)
-    if kind == 'bpe':
-        if dcfg.vocab_size < 257 + len(special_tokens):
-            raise ConfigError(f"data.vocab_size={dcfg.vocab_size}: a byte-level BPE needs more than 256 ids; try 8192")
-        h = hashlib.sha256(json.dumps([key, dcfg.vocab_size, list(special_tokens)], sort_keys=True).encode()).hexdigest()[:16]
-        d = cache/f'bpe-{h}'
-        if (d/'tokenizer.json').exists(): return load_tokenizer(d)
-        train_texts = _texts(corpus.get('train', corpus.get('all')))
-        tok = train_bpe_tokenizer(train_texts, dcfg.vocab_size, ('<|endoftext|>', *special_tokens))
-        with atomic_dir(d) as tmp: tok.save_pretrained(tmp)
-        return tok
-    return load_tokenizer(kind)
+    if kind not in ('char', 'bpe'): return load_tokenizer(kind)
+    if kind == 'bpe' and dcfg.vocab_size < 257 + len(special_tokens):
+        raise ConfigError(f"data.vocab_size={dcfg.vocab_size}: a byte-level BPE needs more than 256 ids; try 8192")
+    h = hashlib.sha256(json.dumps([key, kind, dcfg.vocab_size, list(special_tokens)], sort_keys=True).encode()).hexdigest()[:16]
+    d = cache/f'{kind}-{h}'                          # corpus-built tokenizers are cached: the text is not read again
+    if (d/'tokenizer.json').exists(): return load_tokenizer(d)
+    corpus = get_corpus()
+    if kind == 'char': tok = char_tokenizer(''.join(t for items in corpus.values() for t in _texts(items)), special_tokens)
+    else: tok = train_bpe_tokenizer(_texts(corpus.get('train', corpus.get('all'))), dcfg.vocab_size, ('<|endoftext|>', *special_tokens))
+    with atomic_dir(d) as tmp: tok.save_pretrained(tmp)
+    return tok
 
 def prepare_data(dcfg:DataConfig, seed:int=0, tokenizer=None, special_tokens=()) -> DataBundle:
     "Tokenizer plus `train`/`valid` (and `test`) token arrays for `dcfg`, from the cache when it has them."
     key = _corpus_key(dcfg, seed)
     cache = cache_dir(dcfg.cache_dir)
-    corpus = None
-    def get_corpus():
-        nonlocal corpus
-        if corpus is None: corpus = load_corpus(dcfg, seed)
-        return corpus
-    if tokenizer is None:
-        if dcfg.tokenizer in ('char', 'bpe'):  # char vocab / bpe cache need the text; reuse the char vocab if cached
-            vfile = cache/f"vocab-{hashlib.sha256(json.dumps([key, dcfg.tokenizer, list(special_tokens)], sort_keys=True).encode()).hexdigest()[:16]}"
-            if dcfg.tokenizer == 'char' and (vfile/'tokenizer.json').exists(): tokenizer = load_tokenizer(vfile)
-            else:
-                tokenizer = build_tokenizer(dcfg, get_corpus(), cache, key, special_tokens)
-                if dcfg.tokenizer == 'char':
-                    with atomic_dir(vfile) as tmp: tokenizer.save_pretrained(tmp)
-        else: tokenizer = build_tokenizer(dcfg, {}, cache, key, special_tokens)
+    get_corpus = functools.cache(lambda: load_corpus(dcfg, seed))    # read the text only if something needs it
+    if tokenizer is None: tokenizer = build_tokenizer(dcfg, get_corpus, cache, key, special_tokens)
     structured = dcfg.corpus in STRUCTURED
     split_names = ('train', 'valid', 'test') if structured else ('train', 'valid')
     h = hashlib.sha256(json.dumps([key, tokenizer_fingerprint(tokenizer), dcfg.val_fraction, structured, 1],
                                   sort_keys=True).encode()).hexdigest()[:16]
     slug = re.sub(r'[^A-Za-z0-9_.-]+', '_', Path(dcfg.corpus).stem if not structured else dcfg.corpus)[:40]
     paths = {s: (cache/f'{slug}-{h}-{s}.npy', cache/f'{slug}-{h}-{s}.levels.npy') for s in split_names}
-    bundle = DataBundle(tokenizer, {})
-    if all(p.exists() and (not structured or q.exists()) for p, q in paths.values()):
-        for s, (p, q) in paths.items():
-            bundle.splits[s] = TokenSplit(np.load(p, mmap_mode='r'), np.load(q, mmap_mode='r') if structured else None)
-        bundle.cache_hits = list(split_names)
-        return bundle
+    hit = all(p.exists() and (not structured or q.exists()) for p, q in paths.values())
     dtype = token_dtype(len(tokenizer))
-    corpus = get_corpus()
-    if structured:
+    if not hit and structured:
         for s in split_names:
-            toks, lev = encode_documents(corpus[s], tokenizer)
+            toks, lev = encode_documents(get_corpus()[s], tokenizer)
             save_npy_atomic(paths[s][0], toks.astype(dtype)); save_npy_atomic(paths[s][1], lev.astype(np.int32))
-    else:
-        texts = corpus['all']
+    elif not hit:
+        texts = get_corpus()['all']
         eos = tokenizer.eos_token_id
         ids = []
         for e in tokenizer(texts, add_special_tokens=False)['input_ids']:
@@ -379,9 +360,8 @@ def prepare_data(dcfg:DataConfig, seed:int=0, tokenizer=None, special_tokens=())
         ids = np.asarray(ids, dtype=dtype)
         n_train = int(len(ids) * (1 - dcfg.val_fraction))
         save_npy_atomic(paths['train'][0], ids[:n_train]); save_npy_atomic(paths['valid'][0], ids[n_train:])
-    for s, (p, q) in paths.items():
-        bundle.splits[s] = TokenSplit(np.load(p, mmap_mode='r'), np.load(q, mmap_mode='r') if structured else None)
-    return bundle
+    splits = {s: TokenSplit(np.load(p, mmap_mode='r'), np.load(q, mmap_mode='r') if structured else None) for s, (p, q) in paths.items()}
+    return DataBundle(tokenizer, splits, list(split_names) if hit else [])
 
 # %% ../nbs/01_data.ipynb #9e53c544
 class PackedBlocks(Dataset):
