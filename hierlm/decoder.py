@@ -63,7 +63,7 @@ class HierLMDecoderConfig(PretrainedConfig):
     @property
     def num_key_value_heads(self): return self.n_kv_heads or self.n_heads
 
-# %% ../nbs/04_decoder.ipynb #31fd47a2
+# %% ../nbs/04_decoder.ipynb #1c943286
 class SwiGLU(nn.Module):
     "SwiGLU feed-forward: `w2(silu(w1 x) * w3 x)`."
     def __init__(self, d_model:int, d_ff:int):
@@ -96,7 +96,7 @@ class MoE(nn.Module):
             keep = (position < cap).view(N, self.k)
         else: keep = torch.ones(N, self.k, dtype=torch.bool, device=x.device)
         self.dropped_fraction = 1 - keep.float().mean().item()
-        f = onehot.float().mean(0) * self.E / self.k * (1 / self.E)           # fraction of assignments per expert
+        f = onehot.float().mean(0)                                         # fraction of assignments per expert
         self.aux_loss = self.E * (f * probs.mean(0)).sum()
         y = torch.zeros_like(x)
         for e, expert_mlp in enumerate(self.experts):
