@@ -204,7 +204,7 @@ class RotaryEmbedding(nn.Module):
         x1, x2 = x.chunk(2, dim=-1)
         return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
-# %% ../nbs/03_attention.ipynb #f81f08a5
+# %% ../nbs/03_attention.ipynb #11028fd6
 class KVCache:
     "Keys and values of the tokens seen so far, per layer (for incremental decoding)."
     def __init__(self): self.k, self.v = {}, {}
@@ -249,16 +249,25 @@ class Attention(nn.Module):
         lq1, lk1, lq2, lk2 = self.lambdas
         return torch.exp((lq1 * lk1).sum()) - torch.exp((lq2 * lk2).sum()) + self.lambda_init
 
+    def project(self, x:torch.Tensor):
+        "`(q‖k, v)` of `x`: one matmul when the projections are plain `nn.Linear`s; wrapped ones (e.g. LoRA) are called."
+        ps = (self.q_proj, self.k_proj, self.v_proj)
+        if not all(type(p) is nn.Linear for p in ps): return torch.cat([self.q_proj(x), self.k_proj(x)], -1), self.v_proj(x)
+        bias = None if self.q_proj.bias is None else torch.cat([p.bias for p in ps])
+        qkv = F.linear(x, torch.cat([p.weight for p in ps]), bias)
+        return qkv.split([self.q_proj.out_features + self.k_proj.out_features, self.v_proj.out_features], -1)
+
     def forward(self, x:torch.Tensor, mask:Union[Mask, CompiledMask, None]=None, cache:Optional[KVCache]=None,
                 positions:Optional[torch.Tensor]=None, return_weights:bool=False):
         "`x (B, T, d_model)` → `(B, T, d_model)` (and the per-head weights `(B, H, T, S)` when asked)."
         B, T, _ = x.shape
         H, Hkv, n_maps = self.n_heads, self.n_kv_heads, 2 if self.differential else 1
-        q = self.q_proj(x).view(B, T, H * n_maps, self.qk_dim).transpose(1, 2)      # (B, H·maps, T, d)
-        k = self.k_proj(x).view(B, T, Hkv * n_maps, self.qk_dim).transpose(1, 2)
-        v = self.v_proj(x).view(B, T, Hkv, -1).transpose(1, 2)                        # (B, Hkv, T, hd)
+        qk, v = self.project(x)
+        qk = qk.view(B, T, (H + Hkv) * n_maps, self.qk_dim).transpose(1, 2)          # (B, (H+Hkv)·maps, T, d)
+        v = v.view(B, T, Hkv, -1).transpose(1, 2)                                    # (B, Hkv, T, hd)
         offset = cache.length(self.layer_idx) if cache is not None else 0
-        if self.rope is not None: q, k = self.rope(q, offset, positions), self.rope(k, offset, positions)
+        if self.rope is not None: qk = self.rope(qk, offset, positions)              # q and k rotated together
+        q, k = qk.split([H * n_maps, Hkv * n_maps], 1)                              # (B, H·maps, T, d), (B, Hkv·maps, T, d)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v)
             if isinstance(mask, Mask): mask = mask.compile(T, k.shape[2], B, H, x.device, q_offset=offset)

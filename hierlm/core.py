@@ -43,7 +43,7 @@ def register_model_config(arch:str): # name used as `model.arch` in YAML
         return cls
     return _reg
 
-# %% ../nbs/00_core.ipynb #2f4b8d5f
+# %% ../nbs/00_core.ipynb #4e7fe8fd
 @dataclass
 class DataConfig:
     "Where the text comes from, how it is tokenized and batched."
@@ -81,6 +81,7 @@ class TrainConfig:
     seq_len_warmup: int = 0            # curriculum: steps over which the sequence length grows to data.block_size
     min_seq_len: int = 64              # curriculum: starting sequence length
     resume: bool = True                # continue from the newest checkpoint in the run directory
+    compile: bool = False              # torch.compile the training forward (CPU needs a C++ compiler; first steps are slow)
 
 @dataclass
 class EvalConfig:

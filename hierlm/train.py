@@ -97,7 +97,7 @@ class BatchStream:
         items = [self.blocks[int(j)] for j in self._perm[1][i * self.B:(i + 1) * self.B]]
         return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
-# %% ../nbs/10_train.ipynb #ab648089
+# %% ../nbs/10_train.ipynb #7fd48b76
 class TrainingDiverged(RuntimeError):
     "The loss or the gradients became NaN/Inf."
 
@@ -141,6 +141,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, len(self.tok)).to(self.device)
         if tc.grad_checkpoint: self.model.gradient_checkpointing_enable()
+        self.forward = torch.compile(self.model) if tc.compile else self.model    # same parameters; saving uses self.model
         self.opt = build_optimizer(self.model, tc)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_multiplier(s, tc))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
@@ -171,6 +172,7 @@ class Trainer:
         cks = self.checkpoints()
         if not cks: return False
         ck = cks[-1]
+        self._check_same_run()
         missing, _ = self.model.load_state_dict(load_file(str(ck/'model.safetensors')), strict=False)
         if hasattr(self.model, 'tie_weights'): self.model.tie_weights()
         st = torch.load(ck/'state.pt', weights_only=True)                    # no pickles from files
@@ -180,6 +182,22 @@ class Trainer:
         self._truncate_metrics()
         print(f'resumed from {ck} (step {self.step})')
         return True
+
+    RESUMABLE_CHANGES = ('name', 'description', 'device', 'out_dir', 'train.max_steps', 'train.log_every', 'train.ckpt_every',
+                         'train.keep_last', 'train.wandb', 'train.resume', 'train.compile', 'eval.')   # may differ between a run and its resume
+
+    def _check_same_run(self):
+        "Refuse to resume a run directory whose `config.yaml` differs from this config in anything but `RESUMABLE_CHANGES`."
+        f = self.dir/'config.yaml'
+        if not f.exists(): return
+        def flat(d, pre=''):
+            return {k2: v2 for k, v in d.items() for k2, v2 in (flat(v, f'{pre}{k}.') if isinstance(v, dict) else {f'{pre}{k}': v}).items()}
+        import yaml
+        old, new = flat(yaml.safe_load(f.read_text())), flat(config_to_dict(self.cfg))
+        diff = [f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in sorted(old.keys() | new.keys())
+                if old.get(k) != new.get(k) and not any(k == r or (r.endswith('.') and k.startswith(r)) for r in self.RESUMABLE_CHANGES)]
+        if diff: raise ConfigError(f"{self.dir} holds a run with a different config ({'; '.join(diff)}): resuming it would mix two runs. "
+                                   f"Train into a new directory (--out), or pass train.resume=false to start this one afresh there.")
 
     def _truncate_metrics(self):
         "Drop metric lines written after the checkpoint we resume from (they will be written again)."
@@ -199,7 +217,7 @@ class Trainer:
     def _loss(self, batch, T=None) -> torch.Tensor:
         b = {k: (v[..., :T] if T else v).to(self.device) for k, v in batch.items()}
         b.pop('level_ids', None)
-        with autocast(self.device, self.dtype): return self.model(input_ids=b['input_ids'], targets=b['targets']).loss
+        with autocast(self.device, self.dtype): return self.forward(input_ids=b['input_ids'], targets=b['targets']).loss
 
     @torch.no_grad()
     def evaluate(self) -> dict:
@@ -283,7 +301,7 @@ def model_card(cfg, steps:int, last_eval:dict, n_params:int) -> str:
             f"- training data: `{cfg.data.corpus}` ({cfg.data.tokenizer} tokenizer), block size {cfg.data.block_size}\n"
             f"- steps: {steps} (batch {cfg.data.batch_size} × accumulation {cfg.train.grad_accum}, lr {cfg.train.lr}, "
             f"{cfg.train.optimizer}, {cfg.train.lr_schedule})\n- final validation: {ev}\n\n"
-            f"Load it offline with `AutoModelForCausalLM.from_pretrained(path)` after `import hierlm.decoder`.\n")
+            f"Load it offline with `AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)`, or without the flag after `import hierlm.decoder`.\n")
 
 def plot_metrics(metrics:list, path, title:str=''):
     "Training and validation loss against the step, saved to `path`."

@@ -49,7 +49,8 @@ def quality(extra=()):
     return {'val_loss': ev[-1]['val_loss'], 'train_loss': ms[-1]['loss'], 'wall_s': wall,
             'curve': [(m['step'], round(m['val_loss'], 3)) for m in ev], 'params': sum(p.numel() for p in tr.model.parameters())}
 
-def throughput(d=384, L=6, H=6, T=256, B=16, V=65, steps=8):
+def throughput(d=384, L=6, H=6, T=256, B=16, V=65, steps=16, compile=False):
+    "Interleaved timing: each step times one training step of each model in turn, so machine noise hits both alike."
     from transformers import LlamaConfig, LlamaForCausalLM
     from hierlm.decoder import build_decoder, DecoderConfig
     torch.manual_seed(0)
@@ -58,22 +59,46 @@ def throughput(d=384, L=6, H=6, T=256, B=16, V=65, steps=8):
     llama = LlamaForCausalLM(LlamaConfig(vocab_size=V, hidden_size=d, intermediate_size=ff, num_hidden_layers=L,
         num_attention_heads=H, num_key_value_heads=H, max_position_embeddings=T, rms_norm_eps=1e-5, tie_word_embeddings=True,
         attn_implementation='sdpa'))
-    out = {}
-    for name, m in (('hierlm decoder', ours), ('transformers LlamaForCausalLM', llama)):
-        m.train(); opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
-        x = torch.randint(0, V, (B, T))
-        times = []
-        for i in range(steps + 2):
+    models = {'hierlm decoder': ours, 'transformers LlamaForCausalLM': llama}
+    opts = {k: torch.optim.AdamW(m.train().parameters(), lr=1e-4) for k, m in models.items()}
+    fwd = {k: torch.compile(m) if compile else m for k, m in models.items()}
+    x = torch.randint(0, V, (B, T))
+    times = {k: [] for k in models}
+    for i in range(steps + 2):                                                   # 2 warm-up steps (compilation happens there)
+        for k, m in fwd.items():
             t0 = time.perf_counter()
-            m(input_ids=x, labels=x).loss.backward(); opt.step(); opt.zero_grad()
-            if i >= 2: times.append(time.perf_counter() - t0)
-        out[name] = {'tok_s': B * T / statistics.median(times), 'params': sum(p.numel() for p in m.parameters())}
-    return out, dict(d=d, L=L, H=H, T=T, B=B, V=V)
+            m(input_ids=x, labels=x).loss.backward(); opts[k].step(); opts[k].zero_grad()
+            if i >= 2: times[k].append(time.perf_counter() - t0)
+    ref = times['transformers LlamaForCausalLM']
+    out = {k: {'tok_s': B * T / statistics.median(t), 'params': sum(p.numel() for p in models[k].parameters()),
+               'q': [B * T / q for q in reversed(statistics.quantiles(t, n=4))],
+               'pair': statistics.median(r / o for r, o in zip(ref, t))} for k, t in times.items()}
+    return out, dict(d=d, L=L, H=H, T=T, B=B, V=V, steps=steps)
+
+def throughput_lines():
+    lines = []
+    for compile in (False, True):
+        tp, shape = throughput(compile=compile)
+        if not lines:
+            lines = [f"**Training throughput** (forward + backward + AdamW step, fp32, B={shape['B']}, T={shape['T']}, d={shape['d']}, "
+                     f"{shape['L']} layers, {shape['H']} heads, vocab {shape['V']}; {shape['steps']} steps of each model after 2 warm-up "
+                     "steps, interleaved step by step so that machine noise falls on both; tokens/s is the median, with the "
+                     "interquartile range; the last column is the median over steps of (Llama step time / our step time)):", '',
+                     '| model | mode | parameters | tokens/s (median) | IQR | vs Llama (ratio of medians) | vs Llama (per-step ratio) |',
+                     '|---|---|---:|---:|---:|---:|---:|']
+        ref = tp['transformers LlamaForCausalLM']['tok_s']
+        for k, v in tp.items():
+            lines.append(f"| {k} | {'torch.compile' if compile else 'eager'} | {v['params']/1e6:.2f}M | {v['tok_s']:.0f} | "
+                         f"{v['q'][0]:.0f}–{v['q'][2]:.0f} | {v['tok_s']/ref:.2f}× | {v['pair']:.2f}× |")
+        print(lines[-2:], flush=True)
+    lines += ['', 'The training option `train.compile=true` is the compiled row of our decoder.']
+    return lines
 
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument('--skip-quality', action='store_true')
     ap.add_argument('--ablations', action='store_true', help='only the ablation table, appended to the existing file')
     ap.add_argument('--best', action='store_true', help='only the 10-minute run, appended to the existing file')
+    ap.add_argument('--throughput', action='store_true', help='only the throughput table, replaced in the existing file')
     a = ap.parse_args()
     out = ROOT/'benchmarks'/f'decoder_{"cuda" if torch.cuda.is_available() else "cpu"}.md'
     if a.best:
@@ -85,6 +110,12 @@ def main():
                  f"| hierlm decoder | {q['params']/1e6:.2f}M | {q['val_loss']:.3f} | {q['wall_s']:.0f} s |\n\n"
                  'Validation loss during the run: ' + ', '.join(f'step {s}: {v}' for s, v in q['curve']) + '\n')
         out.write_text(text); print(text); return
+    if a.throughput:
+        torch.set_num_threads(2)
+        text = out.read_text()
+        head, rest = text.split('**Training throughput**', 1)
+        text = head + '\n'.join(throughput_lines()) + '\n\n**Quality' + rest.split('**Quality', 1)[1]
+        out.write_text(text); print(text); return
     if a.ablations:
         torch.set_num_threads(2)
         rows = ablations()
@@ -95,12 +126,7 @@ def main():
         out.write_text(text); print(text); return
     torch.set_num_threads(2)
     lines = [f'Decoder benchmarks on {"cuda" if torch.cuda.is_available() else "cpu"} (torch {torch.__version__}, 2 threads).', '']
-    tp, shape = throughput()
-    lines += [f"**Training throughput** (forward + backward + AdamW step, fp32, B={shape['B']}, T={shape['T']}, d={shape['d']}, "
-              f"{shape['L']} layers, {shape['H']} heads, vocab {shape['V']}; median of 8 steps):", '',
-              '| model | parameters | tokens/s | vs Llama |', '|---|---:|---:|---:|']
-    ref = tp['transformers LlamaForCausalLM']['tok_s']
-    for k, v in tp.items(): lines.append(f"| {k} | {v['params']/1e6:.2f}M | {v['tok_s']:.0f} | {v['tok_s']/ref:.2f}× |")
+    lines += throughput_lines()
     print('\n'.join(lines), flush=True)
     if not a.skip_quality:
         q = quality()
