@@ -204,7 +204,7 @@ class RotaryEmbedding(nn.Module):
         x1, x2 = x.chunk(2, dim=-1)
         return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
-# %% ../nbs/03_attention.ipynb #11028fd6
+# %% ../nbs/03_attention.ipynb #628df6d7
 class KVCache:
     "Keys and values of the tokens seen so far, per layer (for incremental decoding)."
     def __init__(self): self.k, self.v = {}, {}
@@ -214,6 +214,14 @@ class KVCache:
         if layer in self.k: k, v = torch.cat([self.k[layer], k], 2), torch.cat([self.v[layer], v], 2)
         self.k[layer], self.v[layer] = k, v
         return k, v
+    def expand(self, n:int):
+        "Repeat a batch-1 cache `n` times (beam search)."
+        for l in self.k: self.k[l], self.v[l] = self.k[l].expand(n, *self.k[l].shape[1:]), self.v[l].expand(n, *self.v[l].shape[1:])
+        return self
+    def reorder(self, idx:torch.Tensor):
+        "Keep rows `idx` (beam search)."
+        for l in self.k: self.k[l], self.v[l] = self.k[l][idx], self.v[l][idx]
+        return self
 
 def lambda_init(layer:int) -> float:
     "Differential attention's λ_init = 0.8 − 0.6·exp(−0.3·layer)."

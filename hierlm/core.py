@@ -21,7 +21,7 @@ import numpy as np, torch, yaml
 class ConfigError(ValueError):
     "A config names an unknown key, has a value of the wrong type, or misses a required field."
 
-# %% ../nbs/00_core.ipynb #2edee573
+# %% ../nbs/00_core.ipynb #835ae93a
 @dataclass
 class ModelConfig:
     "Hyper-parameters every hierlm model shares; `arch` selects a registered, richer subclass."
@@ -34,7 +34,7 @@ class ModelConfig:
     dropout: float = 0.0    # dropout probability
 
 MODEL_CONFIGS: dict = {}
-MODEL_MODULES: dict = {'decoder': 'hierlm.decoder'}   # imported when a config names the arch
+MODEL_MODULES: dict = {'decoder': 'hierlm.decoder', 'bdh': 'hierlm.bdh'}   # imported when a config names the arch
 
 def register_model_config(arch:str): # name used as `model.arch` in YAML
     "Class decorator: make `arch` a valid `model.arch`, parsed with the decorated dataclass."
@@ -43,7 +43,7 @@ def register_model_config(arch:str): # name used as `model.arch` in YAML
         return cls
     return _reg
 
-# %% ../nbs/00_core.ipynb #4e7fe8fd
+# %% ../nbs/00_core.ipynb #ca83006c
 @dataclass
 class DataConfig:
     "Where the text comes from, how it is tokenized and batched."
@@ -82,6 +82,7 @@ class TrainConfig:
     min_seq_len: int = 64              # curriculum: starting sequence length
     resume: bool = True                # continue from the newest checkpoint in the run directory
     compile: bool = False              # torch.compile the training forward (CPU needs a C++ compiler; first steps are slow)
+    carry_state: bool = False          # truncated BPTT: read the text as B streams in order, carrying a recurrent model's state
 
 @dataclass
 class EvalConfig:

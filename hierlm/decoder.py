@@ -106,7 +106,7 @@ class MoE(nn.Module):
             if len(tok): y.index_add_(0, tok, expert_mlp(x[tok]) * gate[tok, slot, None])
         return y.view(shape)
 
-# %% ../nbs/04_decoder.ipynb #d21748e7
+# %% ../nbs/04_decoder.ipynb #97b7acfd
 class DecoderBlock(nn.Module):
     "Pre-norm transformer block: attention then SwiGLU / MoE."
     def __init__(self, c:HierLMDecoderConfig, layer_idx:int):
@@ -227,6 +227,10 @@ class HierLMDecoder(AutoShimMixin, PreTrainedModel, GenerationMixin):
     def moe_aux_loss(self) -> torch.Tensor:
         "Mean load-balancing loss of the MoE layers of the last forward."
         return torch.stack([b.mlp.aux_loss for b in self.blocks if isinstance(b.mlp, MoE)]).mean()
+
+    def train_metrics(self) -> dict:
+        "Metrics the trainer logs after a step: the MoE dropped fraction, when there are experts."
+        return {'moe_dropped': self.moe_dropped_fraction()} if self.config.mlp == 'moe' else {}
 
     def moe_dropped_fraction(self) -> float:
         "Mean fraction of expert assignments dropped for capacity in the last forward."

@@ -50,7 +50,7 @@ def pick(logits:torch.Tensor, sc:SamplingConfig, generator=None) -> torch.Tensor
     if sc.temperature == 0: return logits.argmax(-1)
     return torch.multinomial(logits.softmax(-1), 1, generator=generator).squeeze(-1)
 
-# %% ../nbs/12_generate.ipynb #2de3811a
+# %% ../nbs/12_generate.ipynb #4c277451
 def _encode(tok, prompts:list, device) -> tuple:
     ids = [tok.encode(p, add_special_tokens=False) for p in prompts]
     if any(len(i) == 0 for i in ids):
@@ -71,7 +71,7 @@ def stream(model, tok, prompts:Union[str, list], sc:Optional[SamplingConfig]=Non
     dev = next(model.parameters()).device
     ids, mask = _encode(tok, prompts, dev)
     gen = torch.Generator(device=dev).manual_seed(sc.seed) if sc.seed is not None else None
-    cache = KVCache() if sc.use_cache else None
+    cache = (model.new_cache() if hasattr(model, 'new_cache') else KVCache()) if sc.use_cache else None   # BDH: its recurrent state
     done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
     texts = [''] * len(prompts)
     new = ids
@@ -108,7 +108,7 @@ def generate(model, tok, prompts:Union[str, list], sc:Optional[SamplingConfig]=N
         outs = [_cut(tok.decode(r), sc.stop, tok.eos_token) for r in ids]
     return outs[0] if single else outs
 
-# %% ../nbs/12_generate.ipynb #3a39633e
+# %% ../nbs/12_generate.ipynb #e529086a
 @torch.no_grad()
 def beam_search(model, tok, prompt:str, sc:SamplingConfig) -> str:
     "The highest-scoring continuation of `prompt` under beam search with `sc.num_beams` beams."
@@ -116,9 +116,9 @@ def beam_search(model, tok, prompt:str, sc:SamplingConfig) -> str:
     dev = next(model.parameters()).device
     ids, _ = _encode(tok, [prompt], dev)
     K, P = sc.num_beams, ids.shape[1]
-    cache = KVCache()
+    cache = model.new_cache() if hasattr(model, 'new_cache') else KVCache()
     logp = model(ids, cache=cache).logits[:, -1].float().log_softmax(-1)       # (1, V)
-    for l in cache.k: cache.k[l], cache.v[l] = cache.k[l].expand(K, *cache.k[l].shape[1:]), cache.v[l].expand(K, *cache.v[l].shape[1:])
+    cache.expand(K)
     beams, scores = ids.expand(K, -1), torch.zeros(K, device=dev)
     scores, first = logp[0].topk(K)
     beams = torch.cat([beams, first[:, None]], 1)
@@ -129,7 +129,7 @@ def beam_search(model, tok, prompt:str, sc:SamplingConfig) -> str:
         cand = (scores[:, None] + logp).flatten()
         top, idx = cand.topk(K)
         src, tokn = idx // logp.shape[1], idx % logp.shape[1]
-        for l in cache.k: cache.k[l], cache.v[l] = cache.k[l][src], cache.v[l][src]
+        cache.reorder(src)
         beams, scores = torch.cat([beams[src], tokn[:, None]], 1), top
         for b in range(K):
             text = tok.decode(beams[b, P:].tolist())

@@ -80,16 +80,19 @@ def lr_multiplier(step:int, tc) -> float:
     decay = 0.5 * (1 + math.cos(math.pi * frac)) if tc.lr_schedule == 'cosine' else 1 - frac
     return tc.min_lr_ratio + (1 - tc.min_lr_ratio) * decay
 
-# %% ../nbs/10_train.ipynb #b07fc582
+# %% ../nbs/10_train.ipynb #ddabbf16
 class BatchStream:
-    "Micro-batch `m` of a shuffled, epoch-seeded pass over `PackedBlocks`: a pure function of `m`."
-    def __init__(self, blocks:PackedBlocks, batch_size:int, seed:int, shuffle:bool=True):
+    "Micro-batch `m` of a shuffled, epoch-seeded pass over `PackedBlocks` (or, `sequential`, of B contiguous streams): a pure function of `m`."
+    def __init__(self, blocks:PackedBlocks, batch_size:int, seed:int, shuffle:bool=True, sequential:bool=False):
         if len(blocks) < batch_size: raise ValueError(f"only {len(blocks)} blocks for batch_size={batch_size}: use more data or smaller batches")
-        self.blocks, self.B, self.seed, self.shuffle = blocks, batch_size, seed, shuffle
+        self.blocks, self.B, self.seed, self.shuffle, self.sequential = blocks, batch_size, seed, shuffle, sequential
         self.per_epoch = len(blocks) // batch_size
         self._perm = (None, None)
     def batch_at(self, m:int) -> dict:
         epoch, i = divmod(m, self.per_epoch)
+        if self.sequential:                                                  # row b reads blocks b·P, b·P+1, ...: a state can be carried
+            items = [self.blocks[b * self.per_epoch + i] for b in range(self.B)]
+            return {k: torch.stack([it[k] for it in items]) for k in items[0]}
         if self._perm[0] != epoch:
             perm = torch.randperm(len(self.blocks), generator=torch.Generator().manual_seed(self.seed + epoch)) if self.shuffle \
                    else torch.arange(len(self.blocks))
@@ -97,11 +100,11 @@ class BatchStream:
         items = [self.blocks[int(j)] for j in self._perm[1][i * self.B:(i + 1) * self.B]]
         return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
-# %% ../nbs/10_train.ipynb #7fd48b76
+# %% ../nbs/10_train.ipynb #16fdc8b3
 class TrainingDiverged(RuntimeError):
     "The loss or the gradients became NaN/Inf."
 
-MODEL_BUILDERS = {'decoder': ('hierlm.decoder', 'build_decoder')}
+MODEL_BUILDERS = {'decoder': ('hierlm.decoder', 'build_decoder'), 'bdh': ('hierlm.bdh', 'build_bdh')}
 
 def build_model(mc, vocab_size:int) -> nn.Module:
     "The model `model.arch` names, with the tokenizer's vocabulary size."
@@ -132,7 +135,10 @@ class Trainer:
         self.dtype = get_dtype(cfg.dtype, self.device)
         self.data = prepare_data(cfg.data, cfg.seed)
         self.tok = self.data.tokenizer
-        self.train_stream = BatchStream(PackedBlocks(self.data.splits['train'], cfg.data.block_size), cfg.data.batch_size, cfg.seed)
+        if tc.carry_state and tc.seq_len_warmup: raise ConfigError("train.carry_state reads the text in order: it cannot skip tokens for train.seq_len_warmup; set one")
+        self.train_stream = BatchStream(PackedBlocks(self.data.splits['train'], cfg.data.block_size), cfg.data.batch_size, cfg.seed,
+                                        sequential=tc.carry_state)
+        self.state = None                                                    # truncated BPTT: the recurrent state carried between steps
         val = self.data.splits.get('valid')
         self.val_stream = BatchStream(PackedBlocks(val, cfg.data.block_size), min(cfg.data.batch_size, len(val) // cfg.data.block_size or 1), 0, shuffle=False)
         n_eval = min(cfg.eval.eval_batches, self.val_stream.per_epoch) * self.val_stream.B * cfg.data.block_size
@@ -141,6 +147,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, len(self.tok)).to(self.device)
         if tc.grad_checkpoint: self.model.gradient_checkpointing_enable()
+        if tc.carry_state and not hasattr(self.model, 'new_cache'):
+            raise ConfigError(f"train.carry_state needs a model with a recurrent state (e.g. model.arch=bdh); {cfg.model.arch!r} has none")
         self.forward = torch.compile(self.model) if tc.compile else self.model    # same parameters; saving uses self.model
         self.opt = build_optimizer(self.model, tc)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_multiplier(s, tc))
@@ -162,6 +170,7 @@ class Trainer:
             if (v.data_ptr(), v.shape) not in seen: seen.add((v.data_ptr(), v.shape)); unique[k] = v
         with atomic_dir(final) as tmp:
             save_file(unique, str(tmp/'model.safetensors'))
+            if self.state is not None: save_file({k: v.contiguous().cpu() for k, v in self.state.tensors().items()}, str(tmp/'recurrent_state.safetensors'))
             torch.save({'step': self.step, 'optimizer': self.opt.state_dict(), 'scheduler': self.sched.state_dict(),
                         'scaler': self.scaler.state_dict(), 'rng': _rng_state()}, tmp/'state.pt')
         self.last_ckpt = final
@@ -176,6 +185,8 @@ class Trainer:
         missing, _ = self.model.load_state_dict(load_file(str(ck/'model.safetensors')), strict=False)
         if hasattr(self.model, 'tie_weights'): self.model.tie_weights()
         st = torch.load(ck/'state.pt', weights_only=True)                    # no pickles from files
+        if (ck/'recurrent_state.safetensors').exists():
+            self.state = type(self.model.new_cache()).from_tensors(load_file(str(ck/'recurrent_state.safetensors'), device=str(self.device)))
         self.opt.load_state_dict(st['optimizer']); self.sched.load_state_dict(st['scheduler'])
         self.scaler.load_state_dict(st['scaler']); _set_rng_state(st['rng'])
         self.step, self.last_ckpt = st['step'], ck
@@ -217,7 +228,8 @@ class Trainer:
     def _loss(self, batch, T=None) -> torch.Tensor:
         b = {k: (v[..., :T] if T else v).to(self.device) for k, v in batch.items()}
         b.pop('level_ids', None)
-        with autocast(self.device, self.dtype): return self.forward(input_ids=b['input_ids'], targets=b['targets']).loss
+        kw = {'cache': self.state} if self.state is not None and self.model.training else {}
+        with autocast(self.device, self.dtype): return self.forward(input_ids=b['input_ids'], targets=b['targets'], **kw).loss
 
     @torch.no_grad()
     def evaluate(self) -> dict:
@@ -256,9 +268,12 @@ class Trainer:
             T = self.seq_len()
             total = 0.0
             for micro in range(tc.grad_accum):
-                batch = self.train_stream.batch_at(self.step * tc.grad_accum + micro)
+                m = self.step * tc.grad_accum + micro
+                batch = self.train_stream.batch_at(m)
+                if tc.carry_state and (self.state is None or m % self.train_stream.per_epoch == 0): self.state = self.model.new_cache()
                 loss = self._loss(batch, T) / tc.grad_accum
                 self.scaler.scale(loss).backward()
+                if self.state is not None: self.state.detach()                  # truncated BPTT: the graph stops here
                 total += loss.item(); tokens += batch['input_ids'][:, :T].numel()
             self.scaler.unscale_(self.opt)
             gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float('inf'))
@@ -272,8 +287,7 @@ class Trainer:
             rec = None
             if self.step % tc.log_every == 0 or self.step == tc.max_steps:
                 rec = {'step': self.step, 'loss': total, 'lr': self.sched.get_last_lr()[0], 'grad_norm': gnorm.item(), 'seq_len': T}
-                if hasattr(self.model, 'moe_dropped_fraction') and cfg.model.__dict__.get('mlp') == 'moe':
-                    rec['moe_dropped'] = self.model.moe_dropped_fraction()
+                if hasattr(self.model, 'train_metrics'): rec.update(self.model.train_metrics())   # e.g. MoE drops, BDH sparsity
             if self.step % cfg.eval.eval_every == 0 or self.step == tc.max_steps:
                 rec = {**(rec or {'step': self.step}), **self.evaluate()}
             if rec: rec['tokens_per_s'] = tokens / (time.time() - t0); self._log(rec)
