@@ -6,19 +6,21 @@ Docs: https://hierlm.github.io/hierlm/bdh.html.md"""
 
 # %% auto #0
 __all__ = ['BDHConfig', 'HierLMBDHConfig', 'rope_angles', 'rope_pairs', 'rope_complex', 'BDHState', 'attend_faithful',
-           'ChunkedLinearAttention', 'attend_fast', 'BDH', 'build_bdh']
+           'ChunkedLinearAttention', 'attend_fast', 'BDH', 'build_bdh', 'neuron_activity', 'sparsity_table',
+           'plot_sparsity', 'plot_raster', 'selective_neurons', 'plot_sparsity_curve', 'explore']
 
-# %% ../nbs/08_bdh.ipynb #a2625bd4
+# %% ../nbs/08_bdh.ipynb #cdfd1c16
 import math
 from dataclasses import dataclass, asdict
 from typing import Literal, Optional
-import torch, torch.nn as nn, torch.nn.functional as F
+import os
+import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from transformers import PretrainedConfig, PreTrainedModel, GenerationMixin, AutoConfig, AutoModelForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from .core import ModelConfig, register_model_config, ConfigError
 from .decoder import AutoShimMixin, _defaults
 
-# %% ../nbs/08_bdh.ipynb #ec2ae920
+# %% ../nbs/08_bdh.ipynb #c91dd561
 @register_model_config('bdh')
 @dataclass
 class BDHConfig(ModelConfig):
@@ -59,7 +61,7 @@ class HierLMBDHConfig(PretrainedConfig):
         "N, neurons per head."
         return self.n_neurons or self.mlp_multiplier * self.d_model // self.n_heads
 
-# %% ../nbs/08_bdh.ipynb #3ac72d8d
+# %% ../nbs/08_bdh.ipynb #9dd3dd20
 def rope_angles(positions:torch.Tensor, N:int, theta:float) -> torch.Tensor:
     "Angles `(T, N/2)` of the reference's neuron-pair RoPE at `positions (T,)`."
     pair = torch.arange(0, N, 2, dtype=torch.float32, device=positions.device)
@@ -78,7 +80,7 @@ def rope_complex(v:torch.Tensor, rot:torch.Tensor) -> torch.Tensor:
     vc = torch.view_as_complex(w.reshape(*v.shape[:-1], -1, 2))
     return torch.view_as_real(vc * rot.to(vc.dtype)).flatten(-2).to(v.dtype)
 
-# %% ../nbs/08_bdh.ipynb #94e77212
+# %% ../nbs/08_bdh.ipynb #b3adfff1
 class BDHState:
     "BDH's memory of the tokens seen so far: per layer the state ρ `(B, nh, N, D)`, or the last `window` keys and values."
     def __init__(self): self.rho, self.keys, self.values, self.t = {}, {}, {}, 0
@@ -106,7 +108,7 @@ class BDHState:
             if k != 't': n, l = k.split('.'); getattr(s, n)[int(l)] = v
         return s
 
-# %% ../nbs/08_bdh.ipynb #7c1f86ad
+# %% ../nbs/08_bdh.ipynb #2599da2e
 def _cum_log(logg):
     "G with G[0] = 0 and G[i+1] = Σ_{u≤i} log γ_u, `(B, nh, T+1)` (None without a forget gate)."
     return None if logg is None else F.pad(logg.cumsum(-1), (1, 0))
@@ -136,7 +138,7 @@ def _state_terms(q, k, v, logg, rho, scale):
         G = logg.cumsum(-1)
         w = torch.exp(G[..., -1:] - G)                                       # (B, nh, T): Π_{u=s+1}^{T-1} γ_u
     kw = k if w is None else k * w[..., None]
-    new = kw.mT @ v.expand(B, nh, T, v.shape[-1])                            # (B, nh, N, D)
+    new = kw.mT @ v.expand(*q.shape[:-1], v.shape[-1])                       # (B, nh, N, D)
     if rho is not None: new = new + (rho if logg is None else rho * torch.exp(logg.sum(-1))[..., None, None])
     return y, new
 
@@ -150,27 +152,27 @@ def attend_faithful(q, k, v, logg=None, window:int=0, scale:float=1.0):
 class ChunkedLinearAttention(torch.autograd.Function):
     "Strictly causal (optionally windowed) `y = (q kᵀ ⊙ M) v` by query chunks, with a hand-written backward that recomputes each chunk's scores: no `(T, T)` tensor is kept, and only the keys a chunk sees are touched."
     @staticmethod
-    def forward(ctx, q, k, v, window:int, chunk:int):                        # q, k (B, nh, T, N); v (B, 1, T, D)
-        B, nh, T, N = q.shape; D = v.shape[-1]
-        y = q.new_zeros(B, nh, T, D)
+    def forward(ctx, q, k, v, window:int, chunk:int):                        # q, k (..., T, N); v (..., T, D), broadcast over heads
+        T = q.shape[-2]
+        y = q.new_zeros(*q.shape[:-1], v.shape[-1])
         for t0, t1, s0, s1, M in _chunks(T, window, chunk, q):
-            S = (q[..., t0:t1, :] @ k[..., s0:s1, :].mT) * M                 # (B, nh, c, L)
-            y[..., t0:t1, :] = (S.view(B, -1, s1 - s0) @ v[:, 0, s0:s1]).view(B, nh, t1 - t0, D)   # one bmm over the heads
+            y[..., t0:t1, :] = ((q[..., t0:t1, :] @ k[..., s0:s1, :].mT) * M) @ v[..., s0:s1, :]
         ctx.save_for_backward(q, k, v); ctx.window, ctx.chunk = window, chunk
         return y
     @staticmethod
     def backward(ctx, dy):
         q, k, v = ctx.saved_tensors
-        B, nh, T, N = q.shape; D = v.shape[-1]
-        dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v[:, 0])
-        for t0, t1, s0, s1, M in _chunks(T, ctx.window, ctx.chunk, q):
-            qi, ks, vs, dyi = q[..., t0:t1, :], k[..., s0:s1, :], v[:, 0, s0:s1], dy[..., t0:t1, :]
-            S = (qi @ ks.mT) * M                                             # recomputed
-            dS = (dyi.reshape(B, -1, D) @ vs.mT).view(B, nh, t1 - t0, s1 - s0) * M
+        dq, dk = torch.zeros_like(q), torch.zeros_like(k)
+        dv = torch.zeros(*q.shape[:-2], *v.shape[-2:], dtype=v.dtype, device=v.device)
+        for t0, t1, s0, s1, M in _chunks(q.shape[-2], ctx.window, ctx.chunk, q):
+            qi, ks, vs, dyi = q[..., t0:t1, :], k[..., s0:s1, :], v[..., s0:s1, :], dy[..., t0:t1, :]
+            S = (qi @ ks.mT) * M                                             # recomputed, (..., c, L)
+            dS = (dyi @ vs.mT) * M
             dq[..., t0:t1, :] += dS @ ks
             dk[..., s0:s1, :] += dS.mT @ qi
-            dv[:, s0:s1] += S.view(B, -1, s1 - s0).mT @ dyi.reshape(B, -1, D)   # summed over heads
-        return dq, dk, dv[:, None], None, None
+            dv[..., s0:s1, :] += S.mT @ dyi
+        dims = [i for i, (a, b) in enumerate(zip(v.shape[:-2], dv.shape[:-2])) if a == 1 and b != 1]
+        return dq, dk, (dv.sum(dims, keepdim=True) if dims else dv), None, None
 
 def _chunks(T, window, chunk, like):
     "(t0, t1, s0, s1, mask) for each query chunk: the keys s0..s1 it can see and the (c, L) visibility mask."
@@ -191,299 +193,7 @@ def attend_fast(q, k, v, logg=None, window:int=0, scale:float=1.0, chunk:int=256
         outs.append(sc @ v[..., :t1, :])
     return torch.cat(outs, -2) * scale
 
-# %% ../nbs/08_bdh.ipynb #3f708043
-@register_model_config('bdh')
-@dataclass
-class BDHConfig(ModelConfig):
-    "BDH's hyper-parameters; the defaults are the reference model (bytes in, D=256, 4 heads, 8192 neurons per head, 6 shared layers)."
-    vocab_size: int = 256
-    d_model: int = 256
-    n_layers: int = 6
-    n_heads: int = 4
-    block_size: int = 512
-    dropout: float = 0.1
-    mlp_multiplier: int = 128                 # neurons per head N = mlp_multiplier · d_model / n_heads
-    n_neurons: int = 0                        # N per head directly (0: from mlp_multiplier)
-    shared_weights: bool = True               # one set of weights for every layer (the reference); False: per-layer weights
-    rope_theta: float = 65536.0               # RoPE base over neuron pairs (2^16 in the reference)
-    window: int = 0                           # local attention: each token reads only the `window` tokens before it (0: all)
-    score_norm: Literal['none', 'sqrt_n'] = 'none'   # scale the scores by 1/√N (the reference does not)
-    differential: bool = False                # scores = first half of the neurons − λ · second half (λ learned per head)
-    forget: Literal['none', 'scalar', 'data'] = 'none'  # forget gate γ on the state ρ: none, per head, or per head and token
-    impl: Literal['fast', 'faithful'] = 'fast'  # which parallel implementation runs (they agree; see below)
-    chunk_size: int = 256                     # fast path: query chunk of the block-triangular attention
-    init_std: float = 0.02
-
-class HierLMBDHConfig(PretrainedConfig):
-    "Hugging Face config of `BDH` (fields and defaults from `BDHConfig`)."
-    model_type = 'hierlm-bdh'
-    attribute_map = {'hidden_size': 'd_model', 'num_hidden_layers': 'n_layers', 'num_attention_heads': 'n_heads',
-                     'max_position_embeddings': 'block_size'}
-    def __init__(self, **kwargs):
-        for k, v in _defaults(BDHConfig).items(): setattr(self, k, kwargs.pop(k, v))
-        self.arch = 'bdh'
-        kwargs.setdefault('tie_word_embeddings', False)
-        super().__init__(**kwargs)
-        if self.window and self.forget != 'none':
-            raise ConfigError("BDH: model.window and model.forget cannot be combined (a windowed state forgets exactly already); set one")
-        if self.differential and self.neurons % 2: raise ConfigError(f"BDH: model.differential needs an even N, got {self.neurons}")
-    @property
-    def neurons(self) -> int:
-        "N, neurons per head."
-        return self.n_neurons or self.mlp_multiplier * self.d_model // self.n_heads
-
-# %% ../nbs/08_bdh.ipynb #bb971430
-def rope_angles(positions:torch.Tensor, N:int, theta:float) -> torch.Tensor:
-    "Angles `(T, N/2)` of the reference's neuron-pair RoPE at `positions (T,)`."
-    pair = torch.arange(0, N, 2, dtype=torch.float32, device=positions.device)
-    freqs = 1.0 / (theta ** (pair / N)) / (2 * math.pi)                      # turns per position
-    return ((positions.float()[:, None] * freqs) % 1) * (2 * math.pi)
-
-def rope_pairs(v:torch.Tensor, ang:torch.Tensor) -> torch.Tensor:
-    "Rotate pairs `(2i, 2i+1)` of `v (..., T, N)` by `ang (T, N/2)`, written out as the reference does."
-    cos, sin = ang.cos().repeat_interleave(2, -1), ang.sin().repeat_interleave(2, -1)
-    v_rot = torch.stack((-v[..., 1::2], v[..., ::2]), dim=-1).view(*v.shape)
-    return v * cos.to(v.dtype) + v_rot * sin.to(v.dtype)
-
-def rope_complex(v:torch.Tensor, rot:torch.Tensor) -> torch.Tensor:
-    "The same rotation as one complex multiplication by `rot = polar(1, ang)` (complex `(T, N/2)`)."
-    w = v if v.dtype in (torch.float32, torch.float64) else v.float()         # no complex bf16 on every device
-    vc = torch.view_as_complex(w.reshape(*v.shape[:-1], -1, 2))
-    return torch.view_as_real(vc * rot.to(vc.dtype)).flatten(-2).to(v.dtype)
-
-# %% ../nbs/08_bdh.ipynb #25ce3507
-class BDHState:
-    "BDH's memory of the tokens seen so far: per layer the state ρ `(B, nh, N, D)`, or the last `window` keys and values."
-    def __init__(self): self.rho, self.keys, self.values, self.t = {}, {}, {}, 0
-    def length(self, layer:int=0) -> int: return self.t
-    def _map(self, f):
-        for d in (self.rho, self.keys, self.values):
-            for l in d: d[l] = f(d[l])
-        return self
-    def expand(self, n:int):
-        "Repeat a batch-1 state `n` times (beam search)."
-        return self._map(lambda x: x.expand(n, *x.shape[1:]).contiguous())
-    def reorder(self, idx:torch.Tensor):
-        "Keep rows `idx` (beam search)."
-        return self._map(lambda x: x[idx])
-    def detach(self):
-        "Cut the graph (truncated BPTT)."
-        return self._map(lambda x: x.detach())
-    def tensors(self) -> dict:
-        "A flat dict of tensors (for checkpoints)."
-        return {f'{n}.{l}': v for n, d in (('rho', self.rho), ('keys', self.keys), ('values', self.values)) for l, v in d.items()} | {'t': torch.tensor(self.t)}
-    @classmethod
-    def from_tensors(cls, d:dict):
-        s = cls(); s.t = int(d['t'])
-        for k, v in d.items():
-            if k != 't': n, l = k.split('.'); getattr(s, n)[int(l)] = v
-        return s
-
-# %% ../nbs/08_bdh.ipynb #fb99c36b
-def _cum_log(logg):
-    "G with G[0] = 0 and G[i+1] = Σ_{u≤i} log γ_u, `(B, nh, T+1)` (None without a forget gate)."
-    return None if logg is None else F.pad(logg.cumsum(-1), (1, 0))
-
-def _pair_weights(Gp, t0:int, t1:int, s0:int, s1:int):
-    "exp(G_{t-1} − G_s) for queries t0..t1 and keys s0..s1: the decay between key s and query t."
-    d = Gp[..., t0:t1, None] - Gp[..., s0 + 1:s1 + 1][..., None, :]
-    return torch.exp(d.clamp(max=0.0))                                       # positive only where s ≥ t: masked there
-
-def _visible(t0, t1, s0, s1, window, device, dtype):
-    "(t1-t0, s1-s0) float mask: s < t, and s ≥ t − window when windowed."
-    t = torch.arange(t0, t1, device=device)[:, None]; s = torch.arange(s0, s1, device=device)[None]
-    m = s < t
-    if window: m = m & (s >= t - window)
-    return m.to(dtype)
-
-def _state_terms(q, k, v, logg, rho, scale):
-    "Contribution of the incoming state to each query, and the outgoing state (no window)."
-    B, nh, T, N = q.shape
-    y = None
-    if rho is not None:
-        y = q @ rho                                                          # (B, nh, T, D)
-        if logg is not None: y = y * torch.exp(_cum_log(logg)[..., :T, None])  # Π_{u<t} γ_u
-        y = y * scale
-    if logg is None: w = None
-    else:
-        G = logg.cumsum(-1)
-        w = torch.exp(G[..., -1:] - G)                                       # (B, nh, T): Π_{u=s+1}^{T-1} γ_u
-    kw = k if w is None else k * w[..., None]
-    new = kw.mT @ v.expand(B, nh, T, v.shape[-1])                            # (B, nh, N, D)
-    if rho is not None: new = new + (rho if logg is None else rho * torch.exp(logg.sum(-1))[..., None, None])
-    return y, new
-
-def attend_faithful(q, k, v, logg=None, window:int=0, scale:float=1.0):
-    "`y_t = Σ_{s<t} (q_t·k_s) w_ts v_s` with the full `(T, S)` score matrix; `v (B, 1, S, D)`, keys may extend before the queries."
-    T, S = q.shape[-2], k.shape[-2]
-    scores = (q @ k.mT) * _visible(S - T, S, 0, S, window, q.device, q.dtype)   # (B, nh, T, S)
-    if logg is not None: scores = scores * _pair_weights(_cum_log(logg), 0, T, 0, S)
-    return (scores @ v) * scale                                              # (B, nh, T, D)
-
-def attend_fast(q, k, v, logg=None, window:int=0, scale:float=1.0, chunk:int=64):
-    "`attend_faithful` by `chunk × chunk` blocks, only those a query can see: the block lower triangle (a band with a window)."
-    T, S = q.shape[-2], k.shape[-2]
-    if S != T or T <= 2 * chunk: return attend_faithful(q, k, v, logg, window, scale)   # short: one matmul is faster
-    Gp = _cum_log(logg)
-    qs, ks, vs = q.split(chunk, -2), k.split(chunk, -2), v.split(chunk, -2)   # views: one backward op each, no copies
-    outs = []
-    for i, qi in enumerate(qs):
-        t0, t1 = i * chunk, i * chunk + qi.shape[-2]
-        acc = None
-        for j in range(max(0, (t0 - window) // chunk) if window else 0, i + 1):
-            s0, s1 = j * chunk, j * chunk + ks[j].shape[-2]
-            sc = qi @ ks[j].mT                                               # (B, nh, c, c)
-            if j == i or (window and s0 < t1 - 1 - window): sc = sc * _visible(t0, t1, s0, s1, window, q.device, q.dtype)
-            if Gp is not None: sc = sc * _pair_weights(Gp, t0, t1, s0, s1)
-            part = sc @ vs[j]
-            acc = part if acc is None else acc + part
-        outs.append(acc)
-    return torch.cat(outs, -2) * scale
-
-# %% ../nbs/08_bdh.ipynb #78ae4652
-@register_model_config('bdh')
-@dataclass
-class BDHConfig(ModelConfig):
-    "BDH's hyper-parameters; the defaults are the reference model (bytes in, D=256, 4 heads, 8192 neurons per head, 6 shared layers)."
-    vocab_size: int = 256
-    d_model: int = 256
-    n_layers: int = 6
-    n_heads: int = 4
-    block_size: int = 512
-    dropout: float = 0.1
-    mlp_multiplier: int = 128                 # neurons per head N = mlp_multiplier · d_model / n_heads
-    n_neurons: int = 0                        # N per head directly (0: from mlp_multiplier)
-    shared_weights: bool = True               # one set of weights for every layer (the reference); False: per-layer weights
-    rope_theta: float = 65536.0               # RoPE base over neuron pairs (2^16 in the reference)
-    window: int = 0                           # local attention: each token reads only the `window` tokens before it (0: all)
-    score_norm: Literal['none', 'sqrt_n'] = 'none'   # scale the scores by 1/√N (the reference does not)
-    differential: bool = False                # scores = first half of the neurons − λ · second half (λ learned per head)
-    forget: Literal['none', 'scalar', 'data'] = 'none'  # forget gate γ on the state ρ: none, per head, or per head and token
-    impl: Literal['fast', 'faithful'] = 'fast'  # which parallel implementation runs (they agree; see below)
-    chunk_size: int = 256                     # fast path: query chunk of the block-triangular attention
-    init_std: float = 0.02
-
-class HierLMBDHConfig(PretrainedConfig):
-    "Hugging Face config of `BDH` (fields and defaults from `BDHConfig`)."
-    model_type = 'hierlm-bdh'
-    attribute_map = {'hidden_size': 'd_model', 'num_hidden_layers': 'n_layers', 'num_attention_heads': 'n_heads',
-                     'max_position_embeddings': 'block_size'}
-    def __init__(self, **kwargs):
-        for k, v in _defaults(BDHConfig).items(): setattr(self, k, kwargs.pop(k, v))
-        self.arch = 'bdh'
-        kwargs.setdefault('tie_word_embeddings', False)
-        super().__init__(**kwargs)
-        if self.window and self.forget != 'none':
-            raise ConfigError("BDH: model.window and model.forget cannot be combined (a windowed state forgets exactly already); set one")
-        if self.differential and self.neurons % 2: raise ConfigError(f"BDH: model.differential needs an even N, got {self.neurons}")
-    @property
-    def neurons(self) -> int:
-        "N, neurons per head."
-        return self.n_neurons or self.mlp_multiplier * self.d_model // self.n_heads
-
-# %% ../nbs/08_bdh.ipynb #37fb4abd
-def rope_angles(positions:torch.Tensor, N:int, theta:float) -> torch.Tensor:
-    "Angles `(T, N/2)` of the reference's neuron-pair RoPE at `positions (T,)`."
-    pair = torch.arange(0, N, 2, dtype=torch.float32, device=positions.device)
-    freqs = 1.0 / (theta ** (pair / N)) / (2 * math.pi)                      # turns per position
-    return ((positions.float()[:, None] * freqs) % 1) * (2 * math.pi)
-
-def rope_pairs(v:torch.Tensor, ang:torch.Tensor) -> torch.Tensor:
-    "Rotate pairs `(2i, 2i+1)` of `v (..., T, N)` by `ang (T, N/2)`, written out as the reference does."
-    cos, sin = ang.cos().repeat_interleave(2, -1), ang.sin().repeat_interleave(2, -1)
-    v_rot = torch.stack((-v[..., 1::2], v[..., ::2]), dim=-1).view(*v.shape)
-    return v * cos.to(v.dtype) + v_rot * sin.to(v.dtype)
-
-def rope_complex(v:torch.Tensor, rot:torch.Tensor) -> torch.Tensor:
-    "The same rotation as one complex multiplication by `rot = polar(1, ang)` (complex `(T, N/2)`)."
-    w = v if v.dtype in (torch.float32, torch.float64) else v.float()         # no complex bf16 on every device
-    vc = torch.view_as_complex(w.reshape(*v.shape[:-1], -1, 2))
-    return torch.view_as_real(vc * rot.to(vc.dtype)).flatten(-2).to(v.dtype)
-
-# %% ../nbs/08_bdh.ipynb #072a4c21
-class BDHState:
-    "BDH's memory of the tokens seen so far: per layer the state ρ `(B, nh, N, D)`, or the last `window` keys and values."
-    def __init__(self): self.rho, self.keys, self.values, self.t = {}, {}, {}, 0
-    def length(self, layer:int=0) -> int: return self.t
-    def _map(self, f):
-        for d in (self.rho, self.keys, self.values):
-            for l in d: d[l] = f(d[l])
-        return self
-    def expand(self, n:int):
-        "Repeat a batch-1 state `n` times (beam search)."
-        return self._map(lambda x: x.expand(n, *x.shape[1:]).contiguous())
-    def reorder(self, idx:torch.Tensor):
-        "Keep rows `idx` (beam search)."
-        return self._map(lambda x: x[idx])
-    def detach(self):
-        "Cut the graph (truncated BPTT)."
-        return self._map(lambda x: x.detach())
-    def tensors(self) -> dict:
-        "A flat dict of tensors (for checkpoints)."
-        return {f'{n}.{l}': v for n, d in (('rho', self.rho), ('keys', self.keys), ('values', self.values)) for l, v in d.items()} | {'t': torch.tensor(self.t)}
-    @classmethod
-    def from_tensors(cls, d:dict):
-        s = cls(); s.t = int(d['t'])
-        for k, v in d.items():
-            if k != 't': n, l = k.split('.'); getattr(s, n)[int(l)] = v
-        return s
-
-# %% ../nbs/08_bdh.ipynb #11503b6d
-def _pair_weights(logg, t0:int, t1:int, s0:int, s1:int):
-    "exp(G[t-1] − G[s]) for queries t0..t1 and keys s0..s1 (None without a forget gate); G = cumsum(log γ), G[-1] = 0."
-    if logg is None: return None
-    G = F.pad(logg.cumsum(-1), (1, 0))                                      # (B, nh, T+1): G[i+1] = Σ_{u≤i} log γ_u
-    d = G[..., t0:t1, None] - G[..., s0 + 1:s1 + 1][..., None, :]            # G[t-1] − G[s]
-    return torch.exp(d.clamp(max=0.0))                                       # positive only above the diagonal: masked there
-
-def _visible(t0, t1, s0, s1, window, device, dtype):
-    "(t1-t0, s1-s0) float mask: s < t, and s ≥ t − window when windowed."
-    t = torch.arange(t0, t1, device=device)[:, None]; s = torch.arange(s0, s1, device=device)[None]
-    m = s < t
-    if window: m = m & (s >= t - window)
-    return m.to(dtype)
-
-def _state_terms(q, k, v, logg, rho, scale):
-    "Contribution of the incoming state to each query, and the outgoing state (no window)."
-    B, nh, T, N = q.shape
-    y = None
-    if rho is not None:
-        y = q @ rho                                                          # (B, nh, T, D)
-        if logg is not None: y = y * torch.exp(F.pad(logg.cumsum(-1), (1, 0))[..., :T, None])   # Π_{u<t} γ_u
-        y = y * scale
-    if logg is None: w = None
-    else:
-        G = logg.cumsum(-1)
-        w = torch.exp(G[..., -1:] - G)                                       # (B, nh, T): Π_{u=s+1}^{T-1} γ_u
-    kw = k if w is None else k * w[..., None]
-    new = kw.mT @ v.expand(B, nh, T, v.shape[-1])                            # (B, nh, N, D)
-    if rho is not None: new = new + (rho if logg is None else rho * torch.exp(logg.sum(-1))[..., None, None])
-    return y, new
-
-def attend_faithful(q, k, v, logg=None, window:int=0, scale:float=1.0):
-    "`y_t = Σ_{s<t} (q_t·k_s) w_ts v_s` with the full `(T, S)` score matrix; `v (B, 1, S, D)`, keys may extend before the queries."
-    T, S = q.shape[-2], k.shape[-2]
-    scores = (q @ k.mT) * _visible(S - T, S, 0, S, window, q.device, q.dtype)   # (B, nh, T, S)
-    w = _pair_weights(logg, 0, T, 0, S) if logg is not None else None
-    if w is not None: scores = scores * w
-    return (scores @ v) * scale                                              # (B, nh, T, D)
-
-def attend_fast(q, k, v, logg=None, window:int=0, scale:float=1.0, chunk:int=64):
-    "`attend_faithful` by query chunks over the keys each chunk can see (block lower triangle; band with a window)."
-    T, S = q.shape[-2], k.shape[-2]
-    off = S - T                                                              # keys before the first query (a window's buffer)
-    if T <= chunk: return attend_faithful(q, k, v, logg, window, scale)
-    outs = []
-    for t0 in range(0, T, chunk):
-        t1 = min(T, t0 + chunk)
-        s0, s1 = (max(0, off + t0 - window) if window else 0), off + t1 - 1  # keys s < t ≤ t1-1 (+off)
-        if s1 <= s0: outs.append(q.new_zeros(*q.shape[:2], t1 - t0, v.shape[-1])); continue
-        sc = (q[..., t0:t1, :] @ k[..., s0:s1, :].mT) * _visible(off + t0, off + t1, s0, s1, window, q.device, q.dtype)
-        if logg is not None: sc = sc * _pair_weights(logg, t0, t1, s0, s1)
-        outs.append(sc @ v[..., s0:s1, :])
-    return torch.cat(outs, -2) * scale
-
-# %% ../nbs/08_bdh.ipynb #a17eacb0
+# %% ../nbs/08_bdh.ipynb #316d1a7d
 class BDH(AutoShimMixin, PreTrainedModel, GenerationMixin):
     "Baby Dragon Hatchling as a Hugging Face causal LM: parallel (faithful or fast) and recurrent forms of one function."
     config_class = HierLMBDHConfig
@@ -529,39 +239,46 @@ class BDH(AutoShimMixin, PreTrainedModel, GenerationMixin):
         "One layer on `x (B, T, D)`: returns the new `x` and updates `state` in place (when given)."
         c = self.config
         B, T, D = x.shape
-        fast = c.impl == 'fast'
-        xs = (x[:, None] @ self._w(self.encoder, l)).relu_()                 # (B, nh, T, N); in place: the matmul keeps no output
+        nh, N, fast = c.n_heads, c.neurons, c.impl == 'fast'
+        lay = (lambda t: t.transpose(0, 1)) if fast else (lambda t: t)       # fast runs head-major: (B, nh, ...) <-> (nh, B, ...)
+        if fast: xs = (x.reshape(1, B * T, D) @ self._w(self.encoder, l)).relu_().view(nh, B, T, N)   # per head one (B·T, D) @ (D, N)
+        else: xs = F.relu(x[:, None] @ self._w(self.encoder, l))              # (B, nh, T, N), as the reference
         q = rope_complex(xs, rot) if fast else rope_pairs(xs, ang)           # Q = K = RoPE(x_sparse)
-        k = q if keep is None else q * keep[:, None, :, None]               # padding: pads are never read
+        k = q if keep is None else q * lay(keep[:, None, :, None])          # padding: pads are never read
         if c.differential:
             lam = 1.6 * torch.sigmoid(self._w(self.lambda_logit, l))         # (nh,)
-            sgn = torch.ones(c.n_heads, c.neurons, device=x.device, dtype=x.dtype)
-            sgn = torch.cat([sgn[:, :c.neurons // 2], -lam[:, None] * sgn[:, c.neurons // 2:]], -1)
-            k = k * sgn[None, :, None, :]
-        logg = None
+            sgn = torch.cat([torch.ones(nh, N // 2, device=x.device, dtype=x.dtype), -lam[:, None].expand(nh, N - N // 2).to(x.dtype)], -1)
+            k = k * lay(sgn[None, :, None, :])
+        logg = None                                                          # log γ, (B, nh, T)
         if c.forget == 'scalar': logg = F.logsigmoid(self._w(self.forget_bias, l))[None, :, None].expand(B, -1, T)
         elif c.forget == 'data': logg = F.logsigmoid(x @ self._w(self.forget_proj, l) + self._w(self.forget_bias, l)).transpose(1, 2)
-        scale = c.neurons ** -0.5 if c.score_norm == 'sqrt_n' else 1.0
-        v = x[:, None]                                                       # (B, 1, T, D): values are the stream
+        if logg is not None: logg = lay(logg)
+        scale = N ** -0.5 if c.score_norm == 'sqrt_n' else 1.0
+        v = lay(x[:, None])                                                  # (B, 1, T, D): the values are the stream
+        attend = (lambda q_, k_, v_, g, w: attend_fast(q_, k_, v_, g, w, scale, c.chunk_size)) if fast else \
+                 (lambda q_, k_, v_, g, w: attend_faithful(q_, k_, v_, g, w, scale))
         if c.window:
             if state is not None and l in state.keys:                       # the last `window` tokens come first
-                kk, vv = torch.cat([state.keys[l], k], -2), torch.cat([state.values[l], v], -2)
+                kk, vv = torch.cat([lay(state.keys[l]), k], -2), torch.cat([lay(state.values[l]), v], -2)
             else: kk, vv = k, v
-            y = (attend_fast(q, kk, vv, None, c.window, scale, c.chunk_size) if fast else attend_faithful(q, kk, vv, None, c.window, scale))
-            if state is not None: state.keys[l], state.values[l] = kk[..., -c.window:, :], vv[..., -c.window:, :]
+            y = attend(q, kk, vv, None, c.window)
+            if state is not None: state.keys[l], state.values[l] = lay(kk[..., -c.window:, :]), lay(vv[..., -c.window:, :])
         else:
-            y = (attend_fast(q, k, v, logg, 0, scale, c.chunk_size) if fast else attend_faithful(q, k, v, logg, 0, scale))
+            y = attend(q, k, v, logg, 0)
             if state is not None:
-                y_in, state.rho[l] = _state_terms(q, k, v, logg, state.rho.get(l), scale)
+                rho = state.rho.get(l)
+                y_in, new = _state_terms(q, k, v, logg, None if rho is None else lay(rho), scale)
+                state.rho[l] = lay(new)
                 if y_in is not None: y = y + y_in
-        ys = (self._ln(y) @ self._w(self.encoder_v, l)).relu_()              # (B, nh, T, N)
+        if fast: ys = (self._ln(y).reshape(nh, B * T, D) @ self._w(self.encoder_v, l)).relu_().view(nh, B, T, N)
+        else: ys = F.relu(self._ln(y) @ self._w(self.encoder_v, l))          # (B, nh, T, N)
         xy = F.dropout(xs * ys, c.dropout, self.training)                   # the Hebbian gate
-        if record is not None: record.append((xs.detach(), ys.detach()))
-        if self.training:                                                   # cheap: the first row only
-            with torch.no_grad(): self._active.append(((xs[:1] > 0).float().mean().item(), (ys[:1] > 0).float().mean().item()))
+        if record is not None: record.append((lay(xs).detach(), lay(ys).detach()))
+        if self.training:                                                   # cheap: the first sequence only
+            with torch.no_grad(): self._active.append(torch.stack([(lay(xs)[:1] > 0).float().mean(), (lay(ys)[:1] > 0).float().mean()]))
         dec = self._w(self.decoder, l)
-        if fast: y_mlp = (xy @ dec.view(c.n_heads, c.neurons, D)).sum(1)    # (B, T, D), no transpose of xy
-        else: y_mlp = xy.transpose(1, 2).reshape(B, T, c.n_heads * c.neurons) @ dec
+        if fast: y_mlp = (xy.view(nh, B * T, N) @ dec.view(nh, N, D)).sum(0).view(B, T, D)   # per head (B·T, N) @ (N, D)
+        else: y_mlp = xy.transpose(1, 2).reshape(B, T, nh * N) @ dec          # heads concatenated, as the reference
         return self._ln(x + self._ln(y_mlp))
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, targets=None, cache:Optional[BDHState]=None,
@@ -581,9 +298,7 @@ class BDH(AutoShimMixin, PreTrainedModel, GenerationMixin):
             if self.gradient_checkpointing and self.training and cache is None and record is None:
                 x = self._gradient_checkpointing_func(self._layer, x, l, rot, ang, keep, None)
             else: x = self._layer(x, l, rot, ang, keep, cache, record)
-        if self.training and self._active:
-            self.stats = {'x_active': sum(a for a, _ in self._active) / len(self._active),
-                          'y_active': sum(b for _, b in self._active) / len(self._active)}
+        if self.training and self._active: self.stats = torch.stack(self._active).mean(0)   # (x, y) active fractions; no sync here
         if cache is not None: cache.t += T
         logits = self.lm_head(x)
         loss = None
@@ -597,7 +312,7 @@ class BDH(AutoShimMixin, PreTrainedModel, GenerationMixin):
 
     def train_metrics(self) -> dict:
         "Metrics the trainer logs: the fraction of active neurons in the last training forward."
-        return dict(self.stats)
+        return {} if not torch.is_tensor(self.stats) else dict(zip(('x_active', 'y_active'), self.stats.tolist()))
 
 AutoConfig.register('hierlm-bdh', HierLMBDHConfig)
 AutoModelForCausalLM.register(HierLMBDHConfig, BDH)
@@ -605,3 +320,100 @@ AutoModelForCausalLM.register(HierLMBDHConfig, BDH)
 def build_bdh(mc:BDHConfig, vocab_size:Optional[int]=None) -> BDH:
     "A `BDH` from a hierlm `BDHConfig` (vocab size from the tokenizer when the config says 0)."
     return BDH(HierLMBDHConfig(**{**asdict(mc), **({'vocab_size': vocab_size} if vocab_size else {})}))
+
+# %% ../nbs/08_bdh.ipynb #bcb2e6fc
+@torch.no_grad()
+def neuron_activity(model:BDH, ids:torch.Tensor) -> list:
+    "Per layer, `(x_sparse, y_sparse)`, each `(B, nh, T, N)`, for `ids (B, T)` in eval mode."
+    was = model.training; model.eval(); rec = []
+    model(ids, record=rec); model.train(was)
+    return rec
+
+def sparsity_table(acts:list) -> dict:
+    "Fraction of active neurons `(layers, heads)` for `x` and `y`, and the overall means."
+    x = torch.stack([(a > 0).float().mean((0, 2, 3)) for a, _ in acts]); y = torch.stack([(b > 0).float().mean((0, 2, 3)) for _, b in acts])
+    return {'x': x, 'y': y, 'x_mean': x.mean().item(), 'y_mean': y.mean().item(),
+            'xy_mean': torch.stack([((a > 0) & (b > 0)).float().mean() for a, b in acts]).mean().item()}
+
+def plot_sparsity(acts:list, title:str=''):
+    "Active fraction per layer and head (x and y), and the per-neuron firing-rate histograms."
+    import matplotlib.pyplot as plt
+    st = sparsity_table(acts)
+    fig, axs = plt.subplots(1, 3, figsize=(13, 3.4))
+    for ax, key in zip(axs[:2], ('x', 'y')):
+        im = ax.imshow(st[key].numpy(), cmap='viridis', vmin=0, aspect='auto')
+        ax.set_xlabel('head'); ax.set_ylabel('layer'); ax.set_title(f'{key}_sparsity > 0: mean {st[key + "_mean"]:.1%}')
+        for (l, h), v in np.ndenumerate(st[key].numpy()): ax.text(h, l, f'{v:.0%}', ha='center', va='center', color='w', fontsize=8)
+        fig.colorbar(im, ax=ax)
+    for key, i in (('x', 0), ('y', 1)):
+        rate = torch.cat([(a[i] > 0).float().mean((0, 2)).flatten() for a in acts])   # per neuron
+        axs[2].hist(rate.numpy(), bins=50, alpha=0.6, label=key, log=True)
+    axs[2].set_xlabel('fraction of tokens a neuron fires on'); axs[2].set_ylabel('neurons'); axs[2].legend()
+    fig.suptitle(title); fig.tight_layout()
+    return fig
+
+def plot_raster(acts:list, tokens:list, layer:int=0, head:int=0, n_neurons:int=96, which:int=0):
+    "Token × neuron raster of `x_sparse` (`which=0`) or `y_sparse` (1) for the neurons that fire most on this text."
+    import matplotlib.pyplot as plt
+    a = acts[layer][which][0, head]                                          # (T, N)
+    top = (a > 0).float().sum(0).argsort(descending=True)[:n_neurons].sort().values
+    fig, ax = plt.subplots(figsize=(min(16, 2 + 0.16 * len(tokens)), 4))
+    ax.imshow(a[:, top].T.numpy(), aspect='auto', cmap='magma', interpolation='nearest')
+    ax.set_xticks(range(len(tokens))); ax.set_xticklabels([repr(t)[1:-1] for t in tokens], fontsize=7, family='monospace')
+    ax.set_ylabel(f'neuron (top {len(top)} of {a.shape[1]})'); ax.set_title(f'{"xy"[which]}_sparse, layer {layer}, head {head}')
+    fig.tight_layout()
+    return fig
+
+def selective_neurons(acts:list, ids:torch.Tensor, token_ids:dict, layer:int=0, k:int=3) -> dict:
+    "For each `name: token id`, the `k` (head, neuron, rate when present, rate otherwise) of `x_sparse` most selective for it."
+    fire = (acts[layer][0] > 0).float()                                      # (B, nh, T, N)
+    out = {}
+    for name, tid in token_ids.items():
+        on = (ids == tid)[:, None, :, None].float()                          # (B, 1, T, 1)
+        if on.sum() == 0 or on.sum() == on.numel(): continue
+        p_on = (fire * on).sum((0, 2)) / on.sum(); p_off = (fire * (1 - on)).sum((0, 2)) / (1 - on).sum()   # (nh, N)
+        sel = (p_on - p_off).flatten().topk(k).indices
+        N = fire.shape[-1]
+        out[name] = [(int(i) // N, int(i) % N, p_on.flatten()[i].item(), p_off.flatten()[i].item()) for i in sel]
+    return out
+
+def plot_sparsity_curve(metrics:list, title:str=''):
+    "Fraction of active neurons against the training step (from `metrics.jsonl`)."
+    import matplotlib.pyplot as plt
+    r = [m for m in metrics if 'x_active' in m]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for key in ('x_active', 'y_active'): ax.plot([m['step'] for m in r], [m[key] for m in r], label=key.replace('_active', '_sparsity > 0'))
+    ax.set_xlabel('step'); ax.set_ylabel('fraction of neurons active'); ax.set_ylim(0, None); ax.legend(); ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/08_bdh.ipynb #ff538a77
+def _explorer_view(acts, tokens, layer, head, pos, k=24):
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(1, 2, figsize=(11, 2.8))
+    for ax, which in zip(axs, (0, 1)):
+        a = acts[layer][which][0, head, pos]                                 # (N,)
+        top = a.topk(min(k, a.numel()))
+        ax.bar(range(len(top.values)), top.values.numpy(), color='C1' if which else 'C0')
+        ax.set_xticks(range(len(top.values))); ax.set_xticklabels([str(int(i)) for i in top.indices], rotation=90, fontsize=7)
+        ax.set_title(f'{"xy"[which]}_sparsity: {(a > 0).float().mean():.1%} active; top {len(top.values)} neurons', fontsize=9)
+    ctx = ''.join(tokens[max(0, pos - 20):pos]) + '[' + tokens[pos] + ']'
+    fig.suptitle(f'layer {layer}, head {head}, token {pos}: …{ctx!r}', fontsize=9); fig.tight_layout()
+    return fig
+
+def explore(model:BDH, tok, text:str):
+    "Interactive view of the neurons firing per layer/head/token (a static picture where widgets cannot run)."
+    import matplotlib.pyplot as plt
+    ids = torch.tensor([tok.encode(text)], device=next(model.parameters()).device)
+    acts = [(a.cpu(), b.cpu()) for a, b in neuron_activity(model, ids)]
+    tokens = [tok.decode([i]) for i in ids[0].tolist()]
+    try:
+        import ipywidgets as W
+        from IPython import get_ipython
+        if os.environ.get('IN_TEST') or get_ipython() is None or not hasattr(get_ipython(), 'kernel'): raise ImportError
+    except ImportError:
+        fig = _explorer_view(acts, tokens, 0, 0, len(tokens) - 1); plt.show(); return fig
+    c = model.config
+    def show(layer, head, token): _explorer_view(acts, tokens, layer, head, token); plt.show()
+    return W.interact(show, layer=W.IntSlider(0, 0, c.n_layers - 1), head=W.IntSlider(0, 0, c.n_heads - 1),
+                      token=W.IntSlider(len(tokens) - 1, 0, len(tokens) - 1))
