@@ -108,7 +108,7 @@ class BDHState:
             if k != 't': n, l = k.split('.'); getattr(s, n)[int(l)] = v
         return s
 
-# %% ../nbs/08_bdh.ipynb #2599da2e
+# %% ../nbs/08_bdh.ipynb #49dd284d
 def _cum_log(logg):
     "G with G[0] = 0 and G[i+1] = Σ_{u≤i} log γ_u, `(B, nh, T+1)` (None without a forget gate)."
     return None if logg is None else F.pad(logg.cumsum(-1), (1, 0))
@@ -162,6 +162,7 @@ class ChunkedLinearAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         q, k, v = ctx.saved_tensors
+        dy = dy.to(q.dtype)                                                  # autocast does not reach a backward
         dq, dk = torch.zeros_like(q), torch.zeros_like(k)
         dv = torch.zeros(*q.shape[:-2], *v.shape[-2:], dtype=v.dtype, device=v.device)
         for t0, t1, s0, s1, M in _chunks(q.shape[-2], ctx.window, ctx.chunk, q):
@@ -185,7 +186,7 @@ def attend_fast(q, k, v, logg=None, window:int=0, scale:float=1.0, chunk:int=256
     "`attend_faithful` in query chunks of the block lower triangle (a band with a window); memory O(T·chunk), not O(T²)."
     T, S = q.shape[-2], k.shape[-2]
     if S != T or T <= chunk: return attend_faithful(q, k, v, logg, window, scale)   # short, or a window's buffer in front
-    if logg is None: return ChunkedLinearAttention.apply(q, k, v, window, chunk) * scale
+    if logg is None: return ChunkedLinearAttention.apply(q, k.to(q.dtype), v.to(q.dtype), window, chunk) * scale
     Gp, outs = _cum_log(logg), []                                             # forget gates: autograd through the blocks
     for t0 in range(0, T, chunk):
         t1 = min(T, t0 + chunk)

@@ -14,7 +14,7 @@ from .core import ConfigError, list_presets, load_config, config_to_dict, seed_e
 from .data import CorpusError, get_dataloaders
 from pathlib import Path
 
-# %% ../nbs/90_cli.ipynb #84904fd5
+# %% ../nbs/90_cli.ipynb #e1ae4313
 def cmd_presets(args):
     "Print the built-in presets with their descriptions."
     presets = list_presets()
@@ -52,7 +52,9 @@ def cmd_train(args):
 
 def cmd_generate(args):
     "Generate text from a run directory (its final/ model) or a saved model folder, streaming it to the terminal."
-    import hierlm.decoder
+    import importlib
+    from hierlm.core import MODEL_MODULES
+    for mod in MODEL_MODULES.values(): importlib.import_module(mod)       # registers every hierlm model with transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
     p = Path(args.model)
     if (p/'final').is_dir(): p = p/'final'

@@ -21,7 +21,7 @@ import numpy as np, torch, yaml
 class ConfigError(ValueError):
     "A config names an unknown key, has a value of the wrong type, or misses a required field."
 
-# %% ../nbs/00_core.ipynb #835ae93a
+# %% ../nbs/00_core.ipynb #6f63a885
 @dataclass
 class ModelConfig:
     "Hyper-parameters every hierlm model shares; `arch` selects a registered, richer subclass."
@@ -34,7 +34,7 @@ class ModelConfig:
     dropout: float = 0.0    # dropout probability
 
 MODEL_CONFIGS: dict = {}
-MODEL_MODULES: dict = {'decoder': 'hierlm.decoder', 'bdh': 'hierlm.bdh'}   # imported when a config names the arch
+MODEL_MODULES: dict = {'decoder': 'hierlm.decoder', 'bdh': 'hierlm.bdh', 'lht': 'hierlm.lht'}   # imported when a config names the arch
 
 def register_model_config(arch:str): # name used as `model.arch` in YAML
     "Class decorator: make `arch` a valid `model.arch`, parsed with the decorated dataclass."
@@ -43,7 +43,7 @@ def register_model_config(arch:str): # name used as `model.arch` in YAML
         return cls
     return _reg
 
-# %% ../nbs/00_core.ipynb #ca83006c
+# %% ../nbs/00_core.ipynb #04623268
 @dataclass
 class DataConfig:
     "Where the text comes from, how it is tokenized and batched."
@@ -58,6 +58,7 @@ class DataConfig:
     cache_dir: Optional[str] = None    # token cache; default: $HIERLM_CACHE or ~/.cache/hierlm
     structured: bool = False           # batches carry per-token doc/section/sentence ids
     synthetic_docs: int = 200          # synthetic corpus: number of documents
+    special_tokens: list[str] = field(default_factory=list)   # added to the tokenizer, e.g. ['[MASK]'] for masked LMs
 
 @dataclass
 class TrainConfig:

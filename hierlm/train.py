@@ -18,21 +18,21 @@ from .core import (Config, ConfigError, seed_everything, get_device, get_dtype, 
                          atomic_write_text, atomic_dir, config_to_dict)
 from .data import prepare_data, PackedBlocks
 
-# %% ../nbs/10_train.ipynb #956e32fd
+# %% ../nbs/10_train.ipynb #5b6a06ed
 def newton_schulz(G:torch.Tensor, steps:int=5) -> torch.Tensor:
-    "Approximately orthogonalise a 2-D `G` (its singular values pushed towards 1)."
+    "Approximately orthogonalise `G` (its singular values pushed towards 1); a `(..., m, n)` tensor is a batch of matrices."
     a, b, c = 3.4445, -4.7750, 2.0315
     X = G.bfloat16() if G.is_cuda else G.float()
-    transposed = X.shape[0] > X.shape[1]
-    if transposed: X = X.T
-    X = X / (X.norm() + 1e-7)
+    transposed = X.shape[-2] > X.shape[-1]
+    if transposed: X = X.mT
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) + 1e-7)
     for _ in range(steps):
-        A = X @ X.T
+        A = X @ X.mT
         X = a * X + (b * A + c * A @ A) @ X
-    return (X.T if transposed else X).to(G.dtype)
+    return (X.mT if transposed else X).to(G.dtype)
 
 class MuonAdamW(torch.optim.Optimizer):
-    "Muon for param groups with `use_muon=True` (2-D hidden weights), AdamW for the others."
+    "Muon for param groups with `use_muon=True` (hidden weight matrices, or batches of them), AdamW for the others."
     def __init__(self, groups, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0, momentum=0.95):
         super().__init__(groups, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, momentum=momentum, use_muon=False))
     @torch.no_grad()
@@ -46,7 +46,7 @@ class MuonAdamW(torch.optim.Optimizer):
                     buf = st.setdefault('momentum', torch.zeros_like(p))
                     buf.lerp_(p.grad, 1 - g['momentum'])
                     upd = newton_schulz(p.grad.lerp(buf, g['momentum']))             # Nesterov
-                    p.add_(upd, alpha=-g['lr'] * max(1, p.shape[0] / p.shape[1]) ** 0.5)
+                    p.add_(upd, alpha=-g['lr'] * max(1, p.shape[-2] / p.shape[-1]) ** 0.5)
                 else:
                     b1, b2 = g['betas']
                     st['step'] = st.get('step', 0) + 1
@@ -100,11 +100,11 @@ class BatchStream:
         items = [self.blocks[int(j)] for j in self._perm[1][i * self.B:(i + 1) * self.B]]
         return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
-# %% ../nbs/10_train.ipynb #16fdc8b3
+# %% ../nbs/10_train.ipynb #86ee9444
 class TrainingDiverged(RuntimeError):
     "The loss or the gradients became NaN/Inf."
 
-MODEL_BUILDERS = {'decoder': ('hierlm.decoder', 'build_decoder'), 'bdh': ('hierlm.bdh', 'build_bdh')}
+MODEL_BUILDERS = {'decoder': ('hierlm.decoder', 'build_decoder'), 'bdh': ('hierlm.bdh', 'build_bdh'), 'lht': ('hierlm.lht', 'build_lht')}
 
 def build_model(mc, vocab_size:int) -> nn.Module:
     "The model `model.arch` names, with the tokenizer's vocabulary size."
@@ -133,7 +133,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.device = get_device(cfg.device)
         self.dtype = get_dtype(cfg.dtype, self.device)
-        self.data = prepare_data(cfg.data, cfg.seed)
+        self.data = prepare_data(cfg.data, cfg.seed, special_tokens=cfg.data.special_tokens)
         self.tok = self.data.tokenizer
         if tc.carry_state and tc.seq_len_warmup: raise ConfigError("train.carry_state reads the text in order: it cannot skip tokens for train.seq_len_warmup; set one")
         self.train_stream = BatchStream(PackedBlocks(self.data.splits['train'], cfg.data.block_size), cfg.data.batch_size, cfg.seed,
@@ -146,6 +146,7 @@ class Trainer:
         self.chars_per_token = len(self.tok.decode(ev[1:].tolist())) / max(1, n_eval)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, len(self.tok)).to(self.device)
+        if hasattr(self.model, 'use_tokenizer'): self.model.use_tokenizer(self.tok)   # e.g. a masked LM finds its [MASK] id
         if tc.grad_checkpoint: self.model.gradient_checkpointing_enable()
         if tc.carry_state and not hasattr(self.model, 'new_cache'):
             raise ConfigError(f"train.carry_state needs a model with a recurrent state (e.g. model.arch=bdh); {cfg.model.arch!r} has none")
@@ -227,8 +228,9 @@ class Trainer:
 
     def _loss(self, batch, T=None) -> torch.Tensor:
         b = {k: (v[..., :T] if T else v).to(self.device) for k, v in batch.items()}
-        b.pop('level_ids', None)
+        if not getattr(self.model, 'wants_level_ids', False): b.pop('level_ids', None)   # gold structure, for the models that read it
         kw = {'cache': self.state} if self.state is not None and self.model.training else {}
+        if 'level_ids' in b: kw['level_ids'] = b['level_ids']
         with autocast(self.device, self.dtype): return self.forward(input_ids=b['input_ids'], targets=b['targets'], **kw).loss
 
     @torch.no_grad()

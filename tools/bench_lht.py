@@ -1,0 +1,123 @@
+#!/usr/bin/env python
+"""LHT benchmarks on this machine -> benchmarks/lht_<device>.md and figures/lht_*.png
+
+1. Quality: `lht-synthetic` with learned structure and the baselines (dense, gold, fixed chunks) at equal steps:
+   MLM validation loss / perplexity, boundary precision/recall/F1 per level against the gold sentences and sections.
+2. Ablations (`--ablations`): levels, router placement, window, neighbours, [DOC] token; one table.
+3. Speed and memory: one training step (forward + backward, batch 1) at 1k, 2k, 4k and 8k tokens, LHT vs the dense
+   encoder; each in its own process (peak resident memory is that process's).
+
+    python tools/bench_lht.py [--steps 300] [--ablations] [--skip-speed]
+"""
+import argparse, json, math, os, resource, subprocess, sys, time
+from pathlib import Path
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+ABLATIONS = {'1 level': ['model.n_levels=1', 'model.target_ratios=[36.0]', 'model.ratio_weights=[0.1]'],
+             '3 levels': ['model.n_levels=3', 'model.target_ratios=[36.0,5.0,3.0]', 'model.ratio_weights=[0.1,0.1,0.1]'],
+             'routers after layer 2': ['model.router_layer=2'], 'window 4': ['model.window=4'], 'window 64': ['model.window=64'],
+             'neighbours 0': ['model.neighbours=0'], 'neighbours 2': ['model.neighbours=2'], 'no [DOC] token': ['model.doc_token=false']}
+
+def speed_child(structure, T):
+    from hierlm.lht import build_lht, LHTConfig
+    from hierlm.core import load_config
+    torch.set_num_threads(2); torch.manual_seed(0)
+    mc = load_config('lht-synthetic', [f'model.structure={structure}']).model
+    m = build_lht(mc, 64).train(); m.config.mlm_mask_id = 63
+    x = torch.randint(0, 63, (1, T))
+    ts = []
+    for i in range(3):
+        t0 = time.perf_counter(); m(input_ids=x, targets=x).loss.backward(); m.zero_grad(set_to_none=True)
+        if i: ts.append(time.perf_counter() - t0)
+    print(json.dumps({'s': sorted(ts)[0], 'rss_gb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+
+def speed():
+    rows = ['**Training step vs sequence length** (batch 1, forward + backward, fp32; `lht-synthetic` dimensions: d=128, 4 layers, '
+            '4 heads, 2 levels; learned structure at initialisation; best of 2 steps after a warm-up; each its own process):', '',
+            '| tokens | LHT step | LHT peak memory | dense step | dense peak memory | LHT vs dense |', '|---:|---:|---:|---:|---:|---:|']
+    for T in (1024, 2048, 4096, 8192):
+        r = {}
+        for st in ('learned', 'dense'):
+            out = subprocess.run([sys.executable, __file__, '--child', json.dumps([st, T])], capture_output=True, text=True)
+            if out.returncode: print(out.stderr[-3000:]); r[st] = None; continue
+            r[st] = json.loads(out.stdout.strip().splitlines()[-1]); print(T, st, r[st], flush=True)
+        f = lambda x, k, u: f'{x[k]:.2f} {u}' if x else 'failed'
+        ratio = f"{r['dense']['s'] / r['learned']['s']:.2f}×" if r['learned'] and r['dense'] else '-'
+        rows.append(f"| {T} | {f(r['learned'], 's', 's')} | {f(r['learned'], 'rss_gb', 'GB')} | {f(r['dense'], 's', 's')} | {f(r['dense'], 'rss_gb', 'GB')} | {ratio} |")
+    return rows
+
+def train(extra, steps, label):
+    from hierlm.core import load_config
+    from hierlm.train import Trainer
+    from hierlm.lht import boundary_report
+    cfg = load_config('lht-synthetic', ['train.wandb=disabled', 'device=cpu', f'train.max_steps={steps}', f'eval.eval_every={steps}',
+                                        'train.ckpt_every=1000000', *extra])
+    out = ROOT/'runs'/f'bench-lht-{label}'
+    import shutil; shutil.rmtree(out, ignore_errors=True)
+    t0 = time.time(); tr = Trainer(cfg, out).fit(); wall = time.time() - t0
+    val = [tr.val_stream.batch_at(i) for i in range(min(16, tr.val_stream.per_epoch))]
+    tr.cfg.eval.eval_batches = 16; ev = tr.evaluate()
+    rep = boundary_report(tr.model, val) if cfg.model.structure != 'dense' else {}
+    print(label, ev['val_loss'], rep, flush=True)
+    return {'trainer': tr, 'val_loss': ev['val_loss'], 'report': rep, 'wall': wall, 'val': val}
+
+def fmt_rep(rep, l):
+    r = rep.get(f'level{l}')
+    return f"{r['precision']:.2f} / {r['recall']:.2f} / **{r['f1']:.2f}** ({r['compression']:.1f})" if r else '-'
+
+def pictures(res):
+    import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
+    from hierlm.core import save_figure
+    from hierlm.lht import plot_boundaries, gold_boundaries
+    from hierlm.masks import plot_mask
+    tr, val = res['trainer'], res['val']
+    m, tok = tr.model.eval(), tr.tok
+    ids, lev = val[0]['input_ids'][:1], val[0]['level_ids'][:1]
+    with torch.no_grad():
+        m(input_ids=ids, level_ids=lev)
+        pred = m.last_boundaries[0].b[0]
+        gold = gold_boundaries(lev, m.config.n_levels)[0].b[0]
+        save_figure(plot_boundaries(tok, ids[0, :384], pred[:384], gold[:384], 'LHT (lht-synthetic), learned level-1 units vs gold sentences'), 'lht_boundaries.png')
+        m(input_ids=ids[:, :256], level_ids=lev[:, :256])
+        ax = plot_mask(m.last_mask, m.last_length, title=f'learned tree over 256 tokens (+{m.last_length - 256} anchors)')
+        fig = ax.figure if hasattr(ax, 'figure') else ax
+        save_figure(fig, 'lht_mask.png')
+    plt.close('all')
+
+def main():
+    ap = argparse.ArgumentParser(); ap.add_argument('--child'); ap.add_argument('--steps', type=int, default=300)
+    ap.add_argument('--ablations', action='store_true'); ap.add_argument('--skip-speed', action='store_true'); ap.add_argument('--skip-quality', action='store_true')
+    a = ap.parse_args()
+    if a.child: return speed_child(*json.loads(a.child))
+    torch.set_num_threads(2)
+    out = ROOT/'benchmarks'/f'lht_{"cuda" if torch.cuda.is_available() else "cpu"}.md'
+    old = out.read_text() if out.exists() else ''
+    sections = {}
+    for part in old.split('\n\n**')[1:]: sections[part.split('**')[0]] = '**' + part
+    lines = [f'LHT benchmarks on {"cuda" if torch.cuda.is_available() else "cpu"} (torch {torch.__version__}, 2 threads).']
+    if not a.skip_quality:
+        res = {st: train([f'model.structure={st}'], a.steps, st) for st in ('learned', 'gold', 'fixed', 'dense')}
+        pictures(res['learned'])
+        q = [f'**Learned structure vs baselines** (`lht-synthetic`: synthetic corpus, characters, blocks of 512, batch 8, {a.steps} steps each; '
+             'MLM validation loss on 16 blocks with fixed masks; boundaries scored on the same blocks against gold sentences (level 1) '
+             'and sections (level 2); cells: precision / recall / **F1** (tokens per unit)):', '',
+             '| structure | val MLM loss | val perplexity | level 1 vs sentences | level 2 vs sections | train time |', '|---|---:|---:|---|---|---:|']
+        for st, r in res.items():
+            q.append(f"| {st} | {r['val_loss']:.3f} | {math.exp(r['val_loss']):.2f} | {fmt_rep(r['report'], 1)} | {fmt_rep(r['report'], 2)} | {r['wall']:.0f} s |")
+        gold_c = res['gold']['report']['level1']['gold_compression']
+        q += ['', f"Gold units: {gold_c:.1f} tokens per sentence, {res['gold']['report']['level2']['gold_compression']:.1f} tokens per section in these blocks."]
+        sections['Learned structure vs baselines'] = '\n'.join(q)
+    if a.ablations:
+        rows = ['**Ablations** (learned structure, `lht-synthetic`, each for the same steps; level-1 F1 against gold sentences):', '',
+                '| variant | val MLM loss | level 1 P / R / F1 (tokens per unit) |', '|---|---:|---|']
+        for name, extra in {'baseline (2 levels, routers after layer 1, window 16, ±1, [DOC])': [], **ABLATIONS}.items():
+            r = train(extra, a.steps, 'abl-' + name.split(' (')[0].replace(' ', '-'))
+            rows.append(f"| {name} | {r['val_loss']:.3f} | {fmt_rep(r['report'], 1)} |")
+        sections['Ablations'] = '\n'.join(rows)
+    if not a.skip_speed: sections['Training step vs sequence length'] = '\n'.join(speed())
+    order = ['Learned structure vs baselines', 'Ablations', 'Training step vs sequence length']
+    lines += [sections[k] for k in order if k in sections]
+    out.write_text('\n\n'.join(lines) + '\n'); print('\n\n'.join(lines)); print(f'wrote {out}')
+
+if __name__ == '__main__': main()
