@@ -9,7 +9,7 @@ __all__ = ['BDHConfig', 'HierLMBDHConfig', 'rope_angles', 'rope_pairs', 'rope_co
            'ChunkedLinearAttention', 'attend_fast', 'BDH', 'build_bdh', 'neuron_activity', 'sparsity_table',
            'plot_sparsity', 'plot_raster', 'selective_neurons', 'plot_sparsity_curve', 'explore']
 
-# %% ../nbs/08_bdh.ipynb #cdfd1c16
+# %% ../nbs/08_bdh.ipynb #68fbbc0e
 import math
 from dataclasses import dataclass, asdict
 from typing import Literal, Optional
@@ -18,9 +18,9 @@ import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from transformers import PretrainedConfig, PreTrainedModel, GenerationMixin, AutoConfig, AutoModelForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from .core import ModelConfig, register_model_config, ConfigError
-from .decoder import AutoShimMixin, _defaults
+from .decoder import AutoShimMixin, HierLMConfig
 
-# %% ../nbs/08_bdh.ipynb #c91dd561
+# %% ../nbs/08_bdh.ipynb #b8f06629
 @register_model_config('bdh')
 @dataclass
 class BDHConfig(ModelConfig):
@@ -43,16 +43,12 @@ class BDHConfig(ModelConfig):
     chunk_size: int = 256                     # fast path: query chunk of the block-triangular attention
     init_std: float = 0.02
 
-class HierLMBDHConfig(PretrainedConfig):
+class HierLMBDHConfig(HierLMConfig):
     "Hugging Face config of `BDH` (fields and defaults from `BDHConfig`)."
-    model_type = 'hierlm-bdh'
-    attribute_map = {'hidden_size': 'd_model', 'num_hidden_layers': 'n_layers', 'num_attention_heads': 'n_heads',
-                     'max_position_embeddings': 'block_size'}
-    def __init__(self, **kwargs):
-        for k, v in _defaults(BDHConfig).items(): setattr(self, k, kwargs.pop(k, v))
-        self.arch = 'bdh'
-        kwargs.setdefault('tie_word_embeddings', False)
-        super().__init__(**kwargs)
+    model_type, fields_from, arch_name = 'hierlm-bdh', BDHConfig, 'bdh'
+    def __init__(self, **kwargs): super().__init__(**kwargs)            # transformers makes a config without its own __init__ a dataclass
+    def ties_embeddings(self) -> bool: return False
+    def validate(self):
         if self.window and self.forget != 'none':
             raise ConfigError("BDH: model.window and model.forget cannot be combined (a windowed state forgets exactly already); set one")
         if self.differential and self.neurons % 2: raise ConfigError(f"BDH: model.differential needs an even N, got {self.neurons}")
@@ -194,7 +190,7 @@ def attend_fast(q, k, v, logg=None, window:int=0, scale:float=1.0, chunk:int=256
         outs.append(sc @ v[..., :t1, :])
     return torch.cat(outs, -2) * scale
 
-# %% ../nbs/08_bdh.ipynb #316d1a7d
+# %% ../nbs/08_bdh.ipynb #0aff888d
 class BDH(AutoShimMixin, PreTrainedModel, GenerationMixin):
     "Baby Dragon Hatchling as a Hugging Face causal LM: parallel (faithful or fast) and recurrent forms of one function."
     config_class = HierLMBDHConfig
@@ -320,7 +316,7 @@ AutoModelForCausalLM.register(HierLMBDHConfig, BDH)
 
 def build_bdh(mc:BDHConfig, vocab_size:Optional[int]=None) -> BDH:
     "A `BDH` from a hierlm `BDHConfig` (vocab size from the tokenizer when the config says 0)."
-    return BDH(HierLMBDHConfig(**{**asdict(mc), **({'vocab_size': vocab_size} if vocab_size else {})}))
+    return BDH(HierLMBDHConfig.from_model_config(mc, **({'vocab_size': vocab_size} if vocab_size else {})))
 
 # %% ../nbs/08_bdh.ipynb #bcb2e6fc
 @torch.no_grad()

@@ -8,7 +8,7 @@ Docs: https://hierlm.github.io/hierlm/lht.html.md"""
 __all__ = ['LHTConfig', 'HierLMLHTConfig', 'bert_mask', 'fixed_boundaries', 'gold_boundaries', 'LHT', 'build_lht',
            'boundary_report', 'plot_boundaries']
 
-# %% ../nbs/07_lht.ipynb #f18b31c8
+# %% ../nbs/07_lht.ipynb #ead19ff9
 import math
 from dataclasses import dataclass, field, asdict
 from typing import Literal, Optional
@@ -17,10 +17,10 @@ from transformers import PretrainedConfig, PreTrainedModel, AutoConfig, AutoMode
 from transformers.modeling_outputs import MaskedLMOutput
 from .core import ModelConfig, register_model_config, ConfigError
 from .masks import Mask, sliding_window_mask, hierarchical_mask, insert_anchors
-from .decoder import AutoShimMixin, DecoderBlock, HierLMDecoderConfig, _defaults
+from .decoder import AutoShimMixin, DecoderBlock, HierLMDecoderConfig, HierLMConfig
 from .routers import Boundaries, HierarchicalRouter, ratio_loss, level_ids as router_level_ids, boundaries_from_ids, boundary_prf
 
-# %% ../nbs/07_lht.ipynb #56927ccc
+# %% ../nbs/07_lht.ipynb #40e849b2
 @register_model_config('lht')
 @dataclass
 class LHTConfig(ModelConfig):
@@ -42,16 +42,11 @@ class LHTConfig(ModelConfig):
     attn_backend: str = 'auto'
     init_std: float = 0.02
 
-class HierLMLHTConfig(PretrainedConfig):
+class HierLMLHTConfig(HierLMConfig):
     "Hugging Face config of `LHT` (fields and defaults from `LHTConfig`)."
-    model_type = 'hierlm-lht'
-    attribute_map = {'hidden_size': 'd_model', 'num_hidden_layers': 'n_layers', 'num_attention_heads': 'n_heads',
-                     'max_position_embeddings': 'block_size'}
-    def __init__(self, **kwargs):
-        for k, v in _defaults(LHTConfig).items(): setattr(self, k, kwargs.pop(k, v))
-        self.arch = 'lht'
-        kwargs.setdefault('tie_word_embeddings', True)
-        super().__init__(**kwargs)
+    model_type, fields_from, arch_name = 'hierlm-lht', LHTConfig, 'lht'
+    def __init__(self, **kwargs): super().__init__(**kwargs)            # transformers makes a config without its own __init__ a dataclass
+    def validate(self):
         if len(self.target_ratios) != self.n_levels or len(self.ratio_weights) != self.n_levels:
             raise ConfigError(f"LHT: model.target_ratios and model.ratio_weights need one entry per level (n_levels={self.n_levels})")
         if not 0 < self.router_layer < self.n_layers:
@@ -86,7 +81,7 @@ def gold_boundaries(level_ids:torch.Tensor, n_levels:int) -> list:
         out.append(Boundaries(b.float(), b, b.float()))
     return out
 
-# %% ../nbs/07_lht.ipynb #59dfd2cd
+# %% ../nbs/07_lht.ipynb #8f01f1fb
 def _next_token(src:torch.Tensor) -> torch.Tensor:
     "For each position of an anchored sequence, the original token index it is (tokens) or precedes (anchors)."
     big = torch.iinfo(src.dtype).max
@@ -113,6 +108,7 @@ class LHT(AutoShimMixin, PreTrainedModel):
         self.blocks = nn.ModuleList(DecoderBlock(blk, i) for i in range(c.n_layers))   # the decoder's block; the mask makes it an encoder
         self.router = HierarchicalRouter(c.d_model, c.n_levels)
         self.anchor_embed = nn.Embedding(c.n_levels + 1, c.d_model)          # [DOC], then coarse → fine levels
+        self.start_embed = nn.Embedding(c.n_levels, c.d_model)               # added to each token that starts a level-ℓ unit
         self.norm = nn.RMSNorm(c.d_model, eps=1e-5)
         self.mlm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.stats = {}
@@ -187,6 +183,8 @@ class LHT(AutoShimMixin, PreTrainedModel):
         local = None if c.structure == 'dense' else sliding_window_mask(c.window, causal=False).compile(T, T, B, H, h.device)
         for blk in self.blocks[:c.router_layer]: h = blk(h, local)
         bounds = self.boundaries(h, level_ids)
+        if bounds is not None:                                               # mark unit starts: the STE gives every position a gradient
+            h = h + sum(bd.b_ste[..., None] * self.start_embed.weight[l] for l, bd in enumerate(bounds))
         if bounds is None:
             for blk in self.blocks[c.router_layer:]: h = blk(h, None)
         else:
@@ -216,7 +214,7 @@ AutoModelForMaskedLM.register(HierLMLHTConfig, LHT)
 
 def build_lht(mc:LHTConfig, vocab_size:Optional[int]=None) -> LHT:
     "An `LHT` from a hierlm `LHTConfig` (vocab size from the tokenizer when the config says 0)."
-    return LHT(HierLMLHTConfig(**{**asdict(mc), **({'vocab_size': vocab_size} if vocab_size else {})}))
+    return LHT(HierLMLHTConfig.from_model_config(mc, **({'vocab_size': vocab_size} if vocab_size else {})))
 
 # %% ../nbs/07_lht.ipynb #0127c671
 @torch.no_grad()

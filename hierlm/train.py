@@ -100,7 +100,7 @@ class BatchStream:
         items = [self.blocks[int(j)] for j in self._perm[1][i * self.B:(i + 1) * self.B]]
         return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
-# %% ../nbs/10_train.ipynb #86ee9444
+# %% ../nbs/10_train.ipynb #7cb49b96
 class TrainingDiverged(RuntimeError):
     "The loss or the gradients became NaN/Inf."
 
@@ -183,12 +183,17 @@ class Trainer:
         if not cks: return False
         ck = cks[-1]
         self._check_same_run()
-        missing, _ = self.model.load_state_dict(load_file(str(ck/'model.safetensors')), strict=False)
-        if hasattr(self.model, 'tie_weights'): self.model.tie_weights()
-        st = torch.load(ck/'state.pt', weights_only=True)                    # no pickles from files
+        try:
+            missing, _ = self.model.load_state_dict(load_file(str(ck/'model.safetensors')), strict=False)
+            if hasattr(self.model, 'tie_weights'): self.model.tie_weights()
+            st = torch.load(ck/'state.pt', weights_only=True)                # no pickles from files
+            self.opt.load_state_dict(st['optimizer'])
+        except (ValueError, RuntimeError, KeyError) as e:
+            raise ConfigError(f"checkpoint {ck} does not fit this model ({str(e).splitlines()[0]}); was it written by another "
+                              f"version of the code? Train into a new directory (--out), or pass train.resume=false") from e
         if (ck/'recurrent_state.safetensors').exists():
             self.state = type(self.model.new_cache()).from_tensors(load_file(str(ck/'recurrent_state.safetensors'), device=str(self.device)))
-        self.opt.load_state_dict(st['optimizer']); self.sched.load_state_dict(st['scheduler'])
+        self.sched.load_state_dict(st['scheduler'])
         self.scaler.load_state_dict(st['scaler']); _set_rng_state(st['rng'])
         self.step, self.last_ckpt = st['step'], ck
         self._truncate_metrics()
@@ -206,7 +211,7 @@ class Trainer:
             return {k2: v2 for k, v in d.items() for k2, v2 in (flat(v, f'{pre}{k}.') if isinstance(v, dict) else {f'{pre}{k}': v}).items()}
         import yaml
         old, new = flat(yaml.safe_load(f.read_text())), flat(config_to_dict(self.cfg))
-        diff = [f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in sorted(old.keys() | new.keys())
+        diff = [f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in sorted(old.keys())          # keys added since: their defaults
                 if old.get(k) != new.get(k) and not any(k == r or (r.endswith('.') and k.startswith(r)) for r in self.RESUMABLE_CHANGES)]
         if diff: raise ConfigError(f"{self.dir} holds a run with a different config ({'; '.join(diff)}): resuming it would mix two runs. "
                                    f"Train into a new directory (--out), or pass train.resume=false to start this one afresh there.")
