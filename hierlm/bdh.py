@@ -9,7 +9,7 @@ __all__ = ['BDHConfig', 'HierLMBDHConfig', 'rope_angles', 'rope_pairs', 'rope_co
            'ChunkedLinearAttention', 'attend_fast', 'BDH', 'build_bdh', 'neuron_activity', 'sparsity_table',
            'plot_sparsity', 'plot_raster', 'selective_neurons', 'plot_sparsity_curve', 'explore']
 
-# %% ../nbs/08_bdh.ipynb #68fbbc0e
+# %% ../nbs/08_bdh.ipynb #094464cd
 import math
 from dataclasses import dataclass, asdict
 from typing import Literal, Optional
@@ -18,7 +18,7 @@ import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from transformers import PretrainedConfig, PreTrainedModel, GenerationMixin, AutoConfig, AutoModelForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
 from .core import ModelConfig, register_model_config, ConfigError
-from .decoder import AutoShimMixin, HierLMConfig
+from .decoder import AutoShimMixin, HierLMConfig, lm_loss
 
 # %% ../nbs/08_bdh.ipynb #b8f06629
 @register_model_config('bdh')
@@ -190,7 +190,7 @@ def attend_fast(q, k, v, logg=None, window:int=0, scale:float=1.0, chunk:int=256
         outs.append(sc @ v[..., :t1, :])
     return torch.cat(outs, -2) * scale
 
-# %% ../nbs/08_bdh.ipynb #0aff888d
+# %% ../nbs/08_bdh.ipynb #bfcdd941
 class BDH(AutoShimMixin, PreTrainedModel, GenerationMixin):
     "Baby Dragon Hatchling as a Hugging Face causal LM: parallel (faithful or fast) and recurrent forms of one function."
     config_class = HierLMBDHConfig
@@ -298,10 +298,7 @@ class BDH(AutoShimMixin, PreTrainedModel, GenerationMixin):
         if self.training and self._active: self.stats = torch.stack(self._active).mean(0)   # (x, y) active fractions; no sync here
         if cache is not None: cache.t += T
         logits = self.lm_head(x)
-        loss = None
-        if labels is not None: loss = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
-        elif targets is not None: loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
-        return CausalLMOutputWithPast(loss=loss, logits=logits)
+        return CausalLMOutputWithPast(loss=lm_loss(logits, labels, targets), logits=logits)
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, **kwargs):
         "transformers' `generate()` re-reads the whole sequence (hierlm's `generate` uses the O(1) recurrent state)."
@@ -316,7 +313,7 @@ AutoModelForCausalLM.register(HierLMBDHConfig, BDH)
 
 def build_bdh(mc:BDHConfig, vocab_size:Optional[int]=None) -> BDH:
     "A `BDH` from a hierlm `BDHConfig` (vocab size from the tokenizer when the config says 0)."
-    return BDH(HierLMBDHConfig.from_model_config(mc, **({'vocab_size': vocab_size} if vocab_size else {})))
+    return BDH(HierLMBDHConfig.from_model_config(mc, vocab_size))
 
 # %% ../nbs/08_bdh.ipynb #bcb2e6fc
 @torch.no_grad()

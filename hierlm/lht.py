@@ -8,7 +8,7 @@ Docs: https://hierlm.github.io/hierlm/lht.html.md"""
 __all__ = ['LHTConfig', 'HierLMLHTConfig', 'bert_mask', 'fixed_boundaries', 'gold_boundaries', 'LHT', 'build_lht',
            'boundary_report', 'plot_boundaries']
 
-# %% ../nbs/07_lht.ipynb #ead19ff9
+# %% ../nbs/07_lht.ipynb #5aab3a9e
 import math
 from dataclasses import dataclass, field, asdict
 from typing import Literal, Optional
@@ -17,7 +17,7 @@ from transformers import PretrainedConfig, PreTrainedModel, AutoConfig, AutoMode
 from transformers.modeling_outputs import MaskedLMOutput
 from .core import ModelConfig, register_model_config, ConfigError
 from .masks import Mask, sliding_window_mask, hierarchical_mask, insert_anchors
-from .decoder import AutoShimMixin, DecoderBlock, HierLMDecoderConfig, HierLMConfig
+from .decoder import AutoShimMixin, DecoderBlock, HierLMDecoderConfig, HierLMConfig, lm_loss
 from .routers import Boundaries, HierarchicalRouter, ratio_loss, level_ids as router_level_ids, boundaries_from_ids, boundary_prf
 
 # %% ../nbs/07_lht.ipynb #40e849b2
@@ -81,7 +81,7 @@ def gold_boundaries(level_ids:torch.Tensor, n_levels:int) -> list:
         out.append(Boundaries(b.float(), b, b.float()))
     return out
 
-# %% ../nbs/07_lht.ipynb #8f01f1fb
+# %% ../nbs/07_lht.ipynb #e63b7751
 def _next_token(src:torch.Tensor) -> torch.Tensor:
     "For each position of an anchored sequence, the original token index it is (tokens) or precedes (anchors)."
     big = torch.iinfo(src.dtype).max
@@ -196,7 +196,7 @@ class LHT(AutoShimMixin, PreTrainedModel):
         logits = self.mlm_head(self.norm(h))
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+            loss = lm_loss(logits, targets=labels)                          # MLM labels are aligned with the inputs: no shift
             self.stats = {}
             if bounds is not None:
                 for l, bd in enumerate(bounds):
@@ -214,7 +214,7 @@ AutoModelForMaskedLM.register(HierLMLHTConfig, LHT)
 
 def build_lht(mc:LHTConfig, vocab_size:Optional[int]=None) -> LHT:
     "An `LHT` from a hierlm `LHTConfig` (vocab size from the tokenizer when the config says 0)."
-    return LHT(HierLMLHTConfig.from_model_config(mc, **({'vocab_size': vocab_size} if vocab_size else {})))
+    return LHT(HierLMLHTConfig.from_model_config(mc, vocab_size))
 
 # %% ../nbs/07_lht.ipynb #0127c671
 @torch.no_grad()
