@@ -134,8 +134,8 @@ class DecoderBlock(nn.Module):
         d_ff = c.d_ff or 64 * math.ceil(8 * c.d_model / 3 / 64)
         self.mlp = MoE(c.d_model, d_ff, c.n_experts, c.moe_top_k, c.capacity_factor) if c.mlp == 'moe' else SwiGLU(c.d_model, d_ff)
         self.drop = nn.Dropout(c.dropout)
-    def forward(self, x, mask, cache=None, positions=None):
-        x = x + self.drop(self.attn(self.norm1(x), mask, cache, positions))
+    def forward(self, x, mask, cache=None, positions=None, coords=None):
+        x = x + self.drop(self.attn(self.norm1(x), mask, cache, positions, coords=coords))
         return x + self.drop(self.mlp(self.norm2(x)))
 
 class HFCache:

@@ -85,9 +85,19 @@ def boundaries_from_ids(ids:torch.Tensor) -> torch.Tensor:
     b[..., 1:] = ids[..., 1:] != ids[..., :-1]
     return b
 
-def boundary_prf(pred:torch.Tensor, gold:torch.Tensor) -> dict:
+def _matches(p:torch.Tensor, g:torch.Tensor, tolerance:int) -> int:
+    "One-to-one matches between sorted predicted and gold positions at most `tolerance` apart (greedy, left to right)."
+    n = j = 0
+    for x in p.tolist():
+        while j < len(g) and g[j] < x - tolerance: j += 1
+        if j < len(g) and g[j] <= x + tolerance: n += 1; j += 1
+    return n
+
+def boundary_prf(pred:torch.Tensor, gold:torch.Tensor, tolerance:int=0) -> dict: # a predicted boundary within this many positions of an unmatched gold one counts
     "Precision, recall and F1 of predicted boundaries `(…, T)` against gold, ignoring position 0."
-    p, g = pred[..., 1:].bool(), gold[..., 1:].bool()
-    tp = (p & g).sum().item(); n_p = p.sum().item(); n_g = g.sum().item()
+    p, g = pred[..., 1:].bool().reshape(-1, pred.shape[-1] - 1), gold[..., 1:].bool().reshape(-1, gold.shape[-1] - 1)
+    if tolerance == 0: tp = (p & g).sum().item()
+    else: tp = sum(_matches(pr.nonzero().flatten(), gr.nonzero().flatten(), tolerance) for pr, gr in zip(p, g))
+    n_p = p.sum().item(); n_g = g.sum().item()
     prec = tp / n_p if n_p else 0.0; rec = tp / n_g if n_g else 0.0
     return {'precision': prec, 'recall': rec, 'f1': 2 * prec * rec / (prec + rec) if prec + rec else 0.0, 'predicted': n_p, 'gold': n_g}
