@@ -37,7 +37,8 @@ class LHTConfig(ModelConfig):
     neighbours: int = 1                        # a token also sees the ±k neighbouring finest units
     doc_token: bool = True                     # a [DOC] anchor over the coarsest anchors
     structure: Literal['learned', 'gold', 'fixed', 'dense'] = 'learned'
-    segment_grad: float = 1.0                  # soft-segmentation gradient to the routers (straight-through distance bias; 0 = off)
+    router_grad: Literal['ste', 'ratio'] = 'ste'   # what trains the routers: the MLM loss through straight-through boundaries and the ratio loss, or the ratio loss alone (on detached states)
+    segment_grad: float = 0.0                  # with router_grad='ste': scale of the soft-segmentation gradient (straight-through distance bias; 0 = off)
     mask_prob: float = 0.15                    # BERT masking: this fraction of tokens is predicted (80% [MASK], 10% random, 10% kept)
     mlm_mask_id: int = -1                    # set from the tokenizer's [MASK] (the trainer does it)
     attn_backend: str = 'auto'
@@ -146,6 +147,7 @@ class LHT(AutoShimMixin, PreTrainedModel):
         if c.structure == 'gold':
             if level_ids is None: raise ValueError("structure='gold' needs level_ids (B, 3, T): use a structured corpus (data.structured=true)")
             return gold_boundaries(level_ids, c.n_levels)
+        if c.router_grad == 'ratio': return [Boundaries(bd.p, bd.b, bd.b.float()) for bd in self.router(h.detach())]
         return self.router(h)
 
     def anchored(self, h:torch.Tensor, bounds:list):
@@ -195,13 +197,14 @@ class LHT(AutoShimMixin, PreTrainedModel):
         if bounds is not None:                                               # mark unit starts: the STE gives every position a gradient
             h = h + sum(bd.b_ste[..., None] * self.start_embed.weight[l] for l, bd in enumerate(bounds))
         if bounds is None:
-            if cut_cost is not None: raise ValueError("cut_cost probes the tree's attention; structure='dense' has none")
-            for blk in self.blocks[c.router_layer:]: h = blk(h, None)
+            coords = None if cut_cost is None else cut_cost.cumsum(-1)
+            for blk in self.blocks[c.router_layer:]: h = blk(h, None, coords=coords)
         else:
             x, m, pos, token_index = self.anchored(h, bounds)
             self.last_mask, self.last_length = m, x.shape[1]                 # the tree of the last forward (for pictures)
             cm = m.compile(x.shape[1], x.shape[1], B, H, h.device)
-            coords = segment_coords(bounds, c.segment_grad, pos) if c.structure == 'learned' and torch.is_grad_enabled() else None
+            learned_ste = c.structure == 'learned' and c.router_grad == 'ste'
+            coords = segment_coords(bounds, c.segment_grad, pos) if learned_ste and torch.is_grad_enabled() else None
             if cut_cost is not None:
                 probe = torch.gather(cut_cost.cumsum(-1), 1, pos)
                 coords = probe if coords is None else coords + probe

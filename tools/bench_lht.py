@@ -17,7 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ABLATIONS = {'1 level': ['model.n_levels=1', 'model.target_ratios=[36.0]', 'model.ratio_weights=[0.1]'],
              '3 levels': ['model.n_levels=3', 'model.target_ratios=[36.0,5.0,3.0]', 'model.ratio_weights=[0.1,0.1,0.1]'],
              'routers after layer 2': ['model.router_layer=2'], 'window 4': ['model.window=4'], 'window 64': ['model.window=64'],
-             'neighbours 0': ['model.neighbours=0'], 'neighbours 2': ['model.neighbours=2'], 'no [DOC] token': ['model.doc_token=false']}
+             'neighbours 0': ['model.neighbours=0'], 'neighbours 2': ['model.neighbours=2'], 'no [DOC] token': ['model.doc_token=false'],
+             'soft-segmentation gradient': ['model.segment_grad=1.0'], 'routers from the ratio loss only': ['model.router_grad=ratio']}
 
 def speed_child(structure, T):
     from hierlm.lht import build_lht, LHTConfig
