@@ -16,6 +16,7 @@ from typing import Literal, Optional
 import torch, torch.nn as nn, torch.nn.functional as F
 from transformers import PretrainedConfig, PreTrainedModel, GenerationMixin, AutoConfig, AutoModelForCausalLM
 from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.cache_utils import Cache
 from .core import ModelConfig, register_model_config, atomic_write_text
 from .masks import Mask, causal_mask, sliding_window_mask, sink_mask
 from .attention import Attention, KVCache
@@ -138,8 +139,10 @@ class DecoderBlock(nn.Module):
         x = x + self.drop(self.attn(self.norm1(x), mask, cache, positions, coords=coords))
         return x + self.drop(self.mlp(self.norm2(x)))
 
+_CACHE_FIELD = 'cache' if 'cache' in CausalLMOutputWithPast.__dataclass_fields__ else 'past_key_values'   # renamed in transformers 5.24
+
 class HFCache:
-    "Lets a transformers `Cache` (what `generate()` passes as `past_key_values`) serve as a hierlm `KVCache`."
+    "Lets a transformers `Cache` (what `generate()` passes as `cache`, or `past_key_values` before 5.24) serve as a hierlm `KVCache`."
     def __init__(self, cache): self.cache = cache
     def length(self, layer:int=0) -> int: return self.cache.get_seq_length(layer)
     def update(self, layer:int, k, v): return self.cache.update(k, v, layer)
@@ -213,7 +216,9 @@ class HierLMDecoder(AutoShimMixin, PreTrainedModel, GenerationMixin):
     def forward(self, input_ids=None, attention_mask=None, labels=None, targets=None, cache:Optional[KVCache]=None,
                 past_key_values=None, use_cache=None, return_dict=True, inputs_embeds=None, **kwargs):
         "Logits `(B, T, V)`; loss from HF-style `labels` (shifted here) or hierlm `targets` (already shifted)."
-        if cache is None and past_key_values is not None: cache = HFCache(past_key_values)
+        hf_cache = past_key_values
+        if isinstance(cache, Cache): hf_cache, cache = cache, None          # transformers >= 5.24 passes its cache as `cache`
+        if cache is None and hf_cache is not None: cache = HFCache(hf_cache)
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
         B, T = x.shape[:2]
         past = cache.length(0) if cache is not None else 0
@@ -235,7 +240,7 @@ class HierLMDecoder(AutoShimMixin, PreTrainedModel, GenerationMixin):
         logits = self.lm_head(self.norm(x))
         loss = lm_loss(logits, labels, targets)
         if loss is not None and self.config.mlp == 'moe': loss = loss + self.config.aux_loss_weight * self.moe_aux_loss()
-        return CausalLMOutputWithPast(loss=loss, logits=logits, past_key_values=past_key_values)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, **{_CACHE_FIELD: hf_cache})
 
     def moe_aux_loss(self) -> torch.Tensor:
         "Mean load-balancing loss of the MoE layers of the last forward."
