@@ -7,7 +7,7 @@
 3. Speed and memory: one training step (forward + backward, batch 1) at 1k, 2k, 4k and 8k tokens, LHT vs the dense
    encoder; each in its own process (peak resident memory is that process's).
 
-    python tools/bench_lht.py [--steps 300] [--ablations] [--skip-speed]
+    python tools/bench_lht.py [--steps 300] [--ablations] [--wikitext] [--skip-speed] [--skip-quality]
 """
 import argparse, json, math, os, resource, subprocess, sys, time
 from pathlib import Path
@@ -48,11 +48,11 @@ def speed():
         rows.append(f"| {T} | {f(r['learned'], 's', 's')} | {f(r['learned'], 'rss_gb', 'GB')} | {f(r['dense'], 's', 's')} | {f(r['dense'], 'rss_gb', 'GB')} | {ratio} |")
     return rows
 
-def train(extra, steps, label):
+def train(extra, steps, label, preset='lht-synthetic'):
     from hierlm.core import load_config
     from hierlm.train import Trainer
     from hierlm.lht import boundary_report, cut_gradient, cut_profile
-    cfg = load_config('lht-synthetic', ['train.wandb=disabled', 'device=cpu', f'train.max_steps={steps}', f'eval.eval_every={steps}',
+    cfg = load_config(preset, ['train.wandb=disabled', 'device=cpu', f'train.max_steps={steps}', f'eval.eval_every={steps}',
                                         'train.ckpt_every=1000000', *extra])
     out = ROOT/'runs'/f'bench-lht-{label}'
     import shutil; shutil.rmtree(out, ignore_errors=True)
@@ -62,7 +62,7 @@ def train(extra, steps, label):
     rep = boundary_report(tr.model, val) if cfg.model.structure != 'dense' else {}
     rep1 = boundary_report(tr.model, val, tolerance=1) if cfg.model.structure != 'dense' else {}
     cut = {}
-    if cfg.model.structure != 'dense':                                       # where the trained model's loss wants unit starts
+    if cfg.model.structure != 'dense' and cfg.data.tokenizer == 'char':      # where the trained model's loss wants unit starts (word kinds: characters)
         ids, lev = torch.cat([b['input_ids'] for b in val[:2]]), torch.cat([b['level_ids'] for b in val[:2]])
         cut = cut_profile(cut_gradient(tr.model, ids, lev), ids, lev, tr.tok)
     print(label, ev['val_loss'], rep, cut, flush=True)
@@ -93,6 +93,7 @@ def pictures(res):
 
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument('--child'); ap.add_argument('--steps', type=int, default=300)
+    ap.add_argument('--wikitext', action='store_true', help='also the quality table on lht-wikitext (needs $HIERLM_DATA)')
     ap.add_argument('--ablations', action='store_true'); ap.add_argument('--skip-speed', action='store_true'); ap.add_argument('--skip-quality', action='store_true')
     a = ap.parse_args()
     if a.child: return speed_child(*json.loads(a.child))
@@ -122,6 +123,18 @@ def main():
         for st in ('learned', 'gold', 'fixed'):
             c.append(f'| {st} | ' + ' | '.join(f"{res[st]['cut'][k][0]:.2f}" if k in res[st]['cut'] else '-' for k in cats) + ' |')
         sections['Where the MLM loss wants unit starts'] = '\n'.join(c)
+    if a.wikitext:
+        res = {st: train([f'model.structure={st}'], a.steps, 'wikitext-' + st, 'lht-wikitext') for st in ('learned', 'gold', 'fixed', 'dense')}
+        cfg = res['gold']['trainer'].cfg
+        q = [f'**Learned structure vs baselines on WikiText-2** (`lht-wikitext`: articles as documents, sections and sentences, '
+             f'{cfg.data.vocab_size // 1024}k BPE trained locally, blocks of {cfg.data.block_size}, batch {cfg.data.batch_size}, d={cfg.model.d_model}, '
+             f'{a.steps} steps each; validation on 16 blocks; cells as above):', '',
+             '| structure | val MLM loss | val perplexity | level 1 vs sentences | level 2 vs sections | train time |', '|---|---:|---:|---|---|---:|']
+        for st, r in res.items():
+            q.append(f"| {st} | {r['val_loss']:.3f} | {math.exp(r['val_loss']):.2f} | {fmt_rep(r, 1)} | {fmt_rep(r, 2)} | {r['wall']:.0f} s |")
+        g = res['gold']['report']
+        q += ['', f"Gold units: {g['level1']['gold_compression']:.1f} tokens per sentence, {g['level2']['gold_compression']:.1f} tokens per section in these blocks."]
+        sections['Learned structure vs baselines on WikiText-2'] = '\n'.join(q)
     if a.ablations:
         rows = ['**Ablations** (learned structure, `lht-synthetic`, each for the same steps; level-1 F1 against gold sentences):', '',
                 '| variant | val MLM loss | level 1 P / R / F1 / F1 ±1 (tokens per unit) |', '|---|---:|---|']
@@ -130,8 +143,8 @@ def main():
             rows.append(f"| {name} | {r['val_loss']:.3f} | {fmt_rep(r, 1)} |")
         sections['Ablations'] = '\n'.join(rows)
     if not a.skip_speed: sections['Training step vs sequence length'] = '\n'.join(speed())
-    order = ['Learned structure vs baselines', 'Where the MLM loss wants unit starts', 'Ablations', 'Training step vs sequence length']
-    lines += [sections[k] for k in order if k in sections]
+    order = ['Learned structure vs baselines', 'Where the MLM loss wants unit starts', 'Learned structure vs baselines on WikiText-2', 'Ablations', 'Training step vs sequence length']
+    lines += [sections[k] for k in order if k in sections] + [v for k, v in sections.items() if k not in order]   # hand-written notes stay
     out.write_text('\n\n'.join(lines) + '\n'); print('\n\n'.join(lines)); print(f'wrote {out}')
 
 if __name__ == '__main__': main()
