@@ -40,17 +40,17 @@ def distance_bias(cq:torch.Tensor, ck:torch.Tensor, qi:torch.Tensor, ki:torch.Te
     "`−|c_q − c_k|` for coordinates non-decreasing along the sequence, as `−(c_q − c_k)·sign(q − k)`: a straight-through coordinate (value 0) keeps its gradient."
     return -(cq - ck) * torch.sign(qi - ki).to(cq.dtype)
 
-def _dense_bias(coords, T, S, q_offset=0):
-    "The `(B, 1, T, S)` distance bias of `coords = (c_q (B, T), c_k (B, S))`."
+def _dense_bias(coords, T, S, cm=None):
+    "The `(B, 1, T, S)` distance bias of `coords = (c_q (B, T), c_k (B, S))` (queries offset as the compiled mask `cm` says)."
     cq, ck = coords
-    qi = torch.arange(T, device=cq.device).view(T, 1) + q_offset
+    qi = torch.arange(T, device=cq.device).view(T, 1) + (0 if cm is None else cm.q_offset)
     return distance_bias(cq[:, None, :, None], ck[:, None, None, :], qi, torch.arange(S, device=cq.device).view(1, S))
 
 def _eager(q, k, v, cm, scale, sink, return_weights=False, coords=None):
     H = q.shape[1]
     k, v = _expand_kv(k, H), _expand_kv(v, H)
     scores = (q @ k.transpose(-1, -2)) * scale                               # (B, H, T, S)
-    if coords is not None: scores = scores + _dense_bias(coords, q.shape[2], k.shape[2], 0 if cm is None else cm.q_offset)
+    if coords is not None: scores = scores + _dense_bias(coords, q.shape[2], k.shape[2], cm)
     w = masked_softmax(scores, None if cm is None else cm.dense(), sink)
     return (w @ v, w) if return_weights else w @ v
 
@@ -58,7 +58,7 @@ def _sdpa(q, k, v, cm, scale, sink, coords=None):
     if sink is not None: raise ValueError("backend 'sdpa' cannot add sink logits (it returns no log-sum-exp); use eager, flex or blocksparse")
     gqa = q.shape[1] != k.shape[1]
     if coords is not None:                                                   # a float mask: the bias where allowed, −inf elsewhere
-        bias = _dense_bias(coords, q.shape[2], k.shape[2], 0 if cm is None else cm.q_offset).to(q.dtype)
+        bias = _dense_bias(coords, q.shape[2], k.shape[2], cm).to(q.dtype)
         if cm is None: return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale, enable_gqa=gqa)
         dense = cm.dense()
         empty = ~dense.any(-1, keepdim=True)
@@ -111,7 +111,7 @@ def _xformers(q, k, v, cm, scale, sink, coords=None):
         bias = torch.full((B, H, T, Sp), float('-inf'), dtype=q.dtype, device=q.device)[..., :S]
         bias.masked_fill_(cm.dense().expand(B, H, T, S), 0.)
     if coords is not None:
-        cb = _dense_bias(coords, q.shape[2], k.shape[2], 0 if cm is None else cm.q_offset).to(q.dtype).expand(q.shape[0], H, -1, -1)
+        cb = _dense_bias(coords, q.shape[2], k.shape[2], cm).to(q.dtype).expand(q.shape[0], H, -1, -1)
         bias = cb if bias is None else bias + cb
     out = xops.memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_bias=bias, scale=scale)
     return out.transpose(1, 2)

@@ -72,6 +72,15 @@ def fmt_rep(res, l):
     r, r1 = res['report'].get(f'level{l}'), res['report1'].get(f'level{l}')
     return f"{r['precision']:.2f} / {r['recall']:.2f} / **{r['f1']:.2f}** / {r1['f1']:.2f} ({r['compression']:.1f})" if r else '-'
 
+def quality_table(res, title):
+    "One markdown table: each structure's validation loss, boundary scores per level and training time, and the gold unit sizes."
+    q = [title, '', '| structure | val MLM loss | val perplexity | level 1 vs sentences | level 2 vs sections | train time |', '|---|---:|---:|---|---|---:|']
+    for st, r in res.items():
+        q.append(f"| {st} | {r['val_loss']:.3f} | {math.exp(r['val_loss']):.2f} | {fmt_rep(r, 1)} | {fmt_rep(r, 2)} | {r['wall']:.0f} s |")
+    g = res['gold']['report']
+    q += ['', f"Gold units: {g['level1']['gold_compression']:.1f} tokens per sentence, {g['level2']['gold_compression']:.1f} tokens per section in these blocks."]
+    return '\n'.join(q)
+
 def pictures(res):
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     from hierlm.core import save_figure
@@ -106,15 +115,10 @@ def main():
     if not a.skip_quality:
         res = {st: train([f'model.structure={st}'], a.steps, st) for st in ('learned', 'gold', 'fixed', 'dense')}
         pictures(res['learned'])
-        q = [f'**Learned structure vs baselines** (`lht-synthetic`: synthetic corpus, characters, blocks of 512, batch 8, {a.steps} steps each; '
-             'MLM validation loss on 16 blocks with fixed masks; boundaries scored on the same blocks against gold sentences (level 1) '
-             'and sections (level 2); cells: precision / recall / **F1** exact / F1 within ±1 position (tokens per unit)):', '',
-             '| structure | val MLM loss | val perplexity | level 1 vs sentences | level 2 vs sections | train time |', '|---|---:|---:|---|---|---:|']
-        for st, r in res.items():
-            q.append(f"| {st} | {r['val_loss']:.3f} | {math.exp(r['val_loss']):.2f} | {fmt_rep(r, 1)} | {fmt_rep(r, 2)} | {r['wall']:.0f} s |")
-        gold_c = res['gold']['report']['level1']['gold_compression']
-        q += ['', f"Gold units: {gold_c:.1f} tokens per sentence, {res['gold']['report']['level2']['gold_compression']:.1f} tokens per section in these blocks."]
-        sections['Learned structure vs baselines'] = '\n'.join(q)
+        sections['Learned structure vs baselines'] = quality_table(res,
+            f'**Learned structure vs baselines** (`lht-synthetic`: synthetic corpus, characters, blocks of 512, batch 8, {a.steps} steps each; '
+            'MLM validation loss on 16 blocks with fixed masks; boundaries scored on the same blocks against gold sentences (level 1) '
+            'and sections (level 2); cells: precision / recall / **F1** exact / F1 within ±1 position (tokens per unit)):')
         cats = list(res['gold']['cut'])
         c = ['**Where the MLM loss wants unit starts** (`cut_gradient` of each trained model on 16 validation blocks: minus the gradient '
              'of the MLM loss w.r.t. a cost on attending across each position, averaged over 4 maskings; cells: mean percentile rank of '
@@ -126,15 +130,10 @@ def main():
     if a.wikitext:
         res = {st: train([f'model.structure={st}'], a.steps, 'wikitext-' + st, 'lht-wikitext') for st in ('learned', 'gold', 'fixed', 'dense')}
         cfg = res['gold']['trainer'].cfg
-        q = [f'**Learned structure vs baselines on WikiText-2** (`lht-wikitext`: articles as documents, sections and sentences, '
-             f'{cfg.data.vocab_size // 1024}k BPE trained locally, blocks of {cfg.data.block_size}, batch {cfg.data.batch_size}, d={cfg.model.d_model}, '
-             f'{a.steps} steps each; validation on 16 blocks; cells as above):', '',
-             '| structure | val MLM loss | val perplexity | level 1 vs sentences | level 2 vs sections | train time |', '|---|---:|---:|---|---|---:|']
-        for st, r in res.items():
-            q.append(f"| {st} | {r['val_loss']:.3f} | {math.exp(r['val_loss']):.2f} | {fmt_rep(r, 1)} | {fmt_rep(r, 2)} | {r['wall']:.0f} s |")
-        g = res['gold']['report']
-        q += ['', f"Gold units: {g['level1']['gold_compression']:.1f} tokens per sentence, {g['level2']['gold_compression']:.1f} tokens per section in these blocks."]
-        sections['Learned structure vs baselines on WikiText-2'] = '\n'.join(q)
+        sections['Learned structure vs baselines on WikiText-2'] = quality_table(res,
+            f'**Learned structure vs baselines on WikiText-2** (`lht-wikitext`: articles as documents, sections and sentences, '
+            f'{cfg.data.vocab_size // 1024}k BPE trained locally, blocks of {cfg.data.block_size}, batch {cfg.data.batch_size}, d={cfg.model.d_model}, '
+            f'{a.steps} steps each; validation on 16 blocks; cells as above):')
     if a.ablations:
         rows = ['**Ablations** (learned structure, `lht-synthetic`, each for the same steps; level-1 F1 against gold sentences):', '',
                 '| variant | val MLM loss | level 1 P / R / F1 / F1 ±1 (tokens per unit) |', '|---|---:|---|']
