@@ -34,7 +34,7 @@ class ModelConfig:
     dropout: float = 0.0    # dropout probability
 
 MODEL_CONFIGS: dict = {}
-MODEL_MODULES: dict = {'decoder': 'hierlm.decoder', 'bdh': 'hierlm.bdh', 'lht': 'hierlm.lht'}   # imported when a config names the arch
+MODEL_MODULES: dict = {'decoder': 'hierlm.decoder', 'bdh': 'hierlm.bdh', 'lht': 'hierlm.lht', 'diffusion': 'hierlm.diffusion'}   # imported when a config names the arch
 
 def register_model_config(arch:str): # name used as `model.arch` in YAML
     "Class decorator: make `arch` a valid `model.arch`, parsed with the decorated dataclass."
@@ -58,6 +58,8 @@ class DataConfig:
     cache_dir: Optional[str] = None    # token cache; default: $HIERLM_CACHE or ~/.cache/hierlm
     structured: bool = False           # batches carry per-token doc/section/sentence ids
     synthetic_docs: int = 200          # synthetic corpus: number of documents
+    segments: list[int] = field(default_factory=list)   # record corpora (gsm8k): tokens per slot, [question, plan, execution]
+    layout: Literal['plan_execute', 'flat'] = 'plan_execute'   # record corpora: plan and execution in their own slots, or one answer slot
     special_tokens: list[str] = field(default_factory=list)   # added to the tokenizer, e.g. ['[MASK]'] for masked LMs
 
 @dataclass

@@ -7,7 +7,7 @@ Docs: https://hierlm.github.io/hierlm/masks.html.md"""
 # %% auto #0
 __all__ = ['Mask', 'CompiledMask', 'density', 'causal_mask', 'strictly_causal_mask', 'sliding_window_mask', 'prefix_lm_mask',
            'sink_mask', 'document_mask', 'hierarchical_mask', 'insert_anchors', 'block_diffusion_mask',
-           'plan_execute_segments', 'plan_execute_mask', 'plot_mask']
+           'plan_execute_segments', 'plan_execute_mask', 'block_causal_mask', 'plot_mask']
 
 # %% ../nbs/02_masks.ipynb #d645fcdf
 from typing import Optional, Sequence, Union
@@ -227,6 +227,14 @@ def plan_execute_mask(q_len:int, plan_len:int, exec_len:int, block_size:int) -> 
         exec_sees_plan = in_e(q) & (kv >= px0_s) & (kv < px0_e)
         return question | plan | execution | exec_sees_plan
     return Mask(fn, f'plan_execute(Q={q_len}, P={plan_len}, E={exec_len}, block={block_size})', T)
+
+# %% ../nbs/02_masks.ipynb #29cf1948
+def block_causal_mask(block_size:int, prefix:int=0) -> Mask: # L': block size; tokens before `prefix` form one bidirectional prefix
+    "Inference mask of block diffusion: each block of `block_size` sees itself and earlier blocks; the first `prefix` tokens see each other."
+    def fn(b, h, q, kv):
+        in_prefix = kv < prefix
+        return torch.where(q < prefix, in_prefix, in_prefix | ((kv - prefix) // block_size <= (q - prefix) // block_size))
+    return Mask(fn, f'block_causal(block={block_size}, prefix={prefix})')
 
 # %% ../nbs/02_masks.ipynb #810da9fb
 def plot_mask(mask, T:Optional[int]=None, segments:Optional[dict]=None, boundaries=None, ax=None, title:Optional[str]=None):

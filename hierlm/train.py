@@ -104,7 +104,7 @@ class BatchStream:
 class TrainingDiverged(RuntimeError):
     "The loss or the gradients became NaN/Inf."
 
-MODEL_BUILDERS = {'decoder': ('hierlm.decoder', 'build_decoder'), 'bdh': ('hierlm.bdh', 'build_bdh'), 'lht': ('hierlm.lht', 'build_lht')}
+MODEL_BUILDERS = {'decoder': ('hierlm.decoder', 'build_decoder'), 'bdh': ('hierlm.bdh', 'build_bdh'), 'lht': ('hierlm.lht', 'build_lht'), 'diffusion': ('hierlm.diffusion', 'build_diffusion')}
 
 def build_model(mc, vocab_size:int) -> nn.Module:
     "The model `model.arch` names, with the tokenizer's vocabulary size."
@@ -244,10 +244,12 @@ class Trainer:
         self.model.eval()
         n = min(self.cfg.eval.eval_batches, self.val_stream.per_epoch)
         loss = sum(self._loss(self.val_stream.batch_at(i)).item() for i in range(n)) / n
-        self.model.train()
         bpt = loss / math.log(2)
-        return {'val_loss': loss, 'val_ppl': math.exp(min(loss, 50)), 'val_bits_per_token': bpt,
-                'val_bits_per_char': bpt / self.chars_per_token}
+        out = {'val_loss': loss, 'val_ppl': math.exp(min(loss, 50)), 'val_bits_per_token': bpt, 'val_bits_per_char': bpt / self.chars_per_token}
+        if hasattr(self.model, 'after_evaluate'):                              # e.g. block diffusion re-chooses its noise interval
+            out.update(self.model.after_evaluate([{k: v.to(self.device) for k, v in self.val_stream.batch_at(i).items()} for i in range(n)]))
+        self.model.train()
+        return out
 
     def _log(self, rec:dict):
         with open(self.dir/'metrics.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
