@@ -11,8 +11,8 @@ __all__ = ['BUILTIN_FILES', 'LEVELS', 'GSM8K_VALID', 'STRUCTURED', 'RECORDS', 'C
            'parse_wikitext', 'load_wikitext2', 'synthetic_documents', 'encode_documents', 'boundaries',
            'read_text_file', 'read_jsonl_texts', 'load_hf_dataset', 'cache_dir', 'token_dtype', 'save_npy_atomic',
            'TokenSplit', 'DataBundle', 'split_gsm8k_answer', 'load_gsm8k', 'record_text', 'encode_record',
-           'load_corpus', 'build_tokenizer', 'prepare_data', 'PackedBlocks', 'make_dataloader', 'get_dataloaders',
-           'plot_levels', 'stream_corpus', 'interleave_corpora', 'StreamingBlocks']
+           'arithmetic_records', 'load_corpus', 'build_tokenizer', 'prepare_data', 'PackedBlocks', 'make_dataloader',
+           'get_dataloaders', 'plot_levels', 'stream_corpus', 'interleave_corpora', 'StreamingBlocks']
 
 # %% ../nbs/01_data.ipynb #04b5db43
 import functools, hashlib, json, os, random, re, tempfile
@@ -322,14 +322,35 @@ def encode_record(tok, rec:dict, segments:list, layout:str='plan_execute') -> np
     else: raise ConfigError(f"data.layout={layout!r}: use 'plan_execute' or 'flat'")
     return np.asarray([i for part in parts for i in part], dtype=np.int64)
 
+# %% ../nbs/01_data.ipynb #1b326dbf
+_NAMES, _ITEMS = ['Ana', 'Ben', 'Caro', 'Dev', 'Eli', 'Fay', 'Gus', 'Hana'], ['apples', 'pens', 'cards', 'shells', 'books', 'coins']
+
+def arithmetic_records(n:int=2000, seed:int=0, split:str='train') -> list: # `train` / `valid` / `test` (n//10 each)
+    "Seeded two-step word problems as `{question, plan, execution, answer}` records."
+    offset = {'train': 0, 'valid': 1, 'validation': 1, 'test': 2}[split]
+    rng = random.Random(seed * 1000 + offset + 7)
+    out = []
+    for _ in range(n if offset == 0 else max(1, n // 10)):
+        who, item = rng.choice(_NAMES), rng.choice(_ITEMS)
+        a, b, c = rng.randint(2, 9), rng.randint(2, 9), rng.randint(1, 20)
+        gain = rng.random() < 0.5
+        r1 = a * b; r2 = r1 + c if gain else r1 - c
+        if r2 < 0: c, r2 = r1, 0
+        verb, op = ('finds', '+') if gain else ('gives away', '-')
+        out.append({'question': f'{who} has {a} bags of {b} {item} and {verb} {c}. How many {item} does {who} have now?',
+                    'plan': f'{a} bags of {b} {item} is {a}*{b} = {r1} {item}.\n{"Finding" if gain else "Giving away"} {c} leaves {r1}{op}{c} = {r2} {item}.',
+                    'execution': f'{a}*{b}={r1}\n{r1}{op}{c}={r2}\n#### {r2}', 'answer': str(r2)})
+    return out
+
 # %% ../nbs/01_data.ipynb #25512939
 STRUCTURED = ('synthetic', 'wikitext-2')
-RECORDS = ('gsm8k',)                                   # corpora of {question, plan, execution} records, one fixed-length block each
+RECORDS = ('gsm8k', 'arith')                                  # corpora of {question, plan, execution} records, one fixed-length block each
 
 def _corpus_key(dcfg:DataConfig, seed:int) -> dict:
     "What identifies the corpus content (file identity, or the synthetic generator's arguments)."
     c = dcfg.corpus
     if c == 'synthetic': return {'synthetic': dcfg.synthetic_docs, 'seed': seed, 'v': 1}
+    if c == 'arith': return {'arith': dcfg.synthetic_docs, 'seed': seed, 'v': 1}
     if c in BUILTIN_FILES: files = [builtin_path(c, s, dcfg.data_dir) for s in BUILTIN_FILES[c]]
     elif c.startswith('hf:'): return {'hf': c, 'field': dcfg.text_field}
     else: files = [_local_corpus_file(c)]
@@ -348,6 +369,7 @@ def load_corpus(dcfg:DataConfig, seed:int=0) -> dict:
     if c == 'synthetic': return {s: synthetic_documents(dcfg.synthetic_docs, seed, s) for s in ('train', 'valid', 'test')}
     if c == 'wikitext-2': return {s: load_wikitext2(s, dcfg.data_dir) for s in ('train', 'valid', 'test')}
     if c == 'gsm8k': return {s: load_gsm8k(s, dcfg.data_dir) for s in ('train', 'valid', 'test')}
+    if c == 'arith': return {s: arithmetic_records(dcfg.synthetic_docs, seed, s) for s in ('train', 'valid', 'test')}
     if dcfg.structured:
         raise ConfigError(f"data.structured=true needs a structured corpus ({', '.join(STRUCTURED)}), not {c!r}")
     if c == 'tiny_shakespeare': return {'all': read_text_file(builtin_path(c, 'all', dcfg.data_dir))}
