@@ -20,3 +20,26 @@ def test_papermill_parameters_take_effect():
         report = json.loads((out/'data_report.json').read_text())
         assert report['preset'] == 'tiny' and report['corpus'] == 'synthetic'
         assert report['docs']['count'] == 12, report          # the override reached the job
+
+import os, pytest
+from hierlm.data import have_data
+
+TINY = 'model.d_model=32 model.n_layers=1 model.n_heads=2 data.batch_size=2 eval.eval_batches=1 train.warmup_steps=0'
+
+@pytest.mark.parametrize('preset,corpus,extra', [('hier-bd3lm-tiny', None, ''), ('mdlm-shakespeare', 'tiny_shakespeare', ''),
+                                                 ('bd3lm-shakespeare', 'tiny_shakespeare', 'model.diffusion_block=4'),
+                                                 ('hier-bd3lm-gsm8k', 'gsm8k', '')])
+def test_diffusion_jobs_train_evaluate_reload_and_sample(preset, corpus, extra):
+    "The three diffusion presets (at a tiny size) and the tiny plan-then-execute one go through the whole job."
+    if corpus and not have_data(corpus): pytest.skip(f'{corpus} is not in $HIERLM_DATA')
+    with tempfile.TemporaryDirectory() as t:
+        r = subprocess.run([str(Path(sys.executable).parent/'papermill'), 'nbs/84_job_diffusion.ipynb', str(Path(t)/'run.ipynb'), '--cwd', 'nbs',
+                            '-p', 'preset', preset, '-p', 'max_steps', '3', '-p', 'out_dir', str(Path(t)/'run'), '-p', 'eval_records', '4',
+                            '-p', 'overrides', f'{TINY if corpus else ""} {extra} data.cache_dir={t}/cache'.strip()],
+                           cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-4000:]
+        out = json.loads((Path(t)/'run.ipynb').read_text())
+        text = ''.join(''.join(o.get('text', '')) for c in out['cells'] for o in c.get('outputs', []))
+        assert 'perplexity <=' in text and 'with the cache' in text
+        assert ('exact match' in text) == (preset.startswith('hier'))
+        assert (Path(t)/'run'/'final'/'model.safetensors').exists()
