@@ -8,7 +8,7 @@ Docs: https://hierlm.github.io/hierlm/cli.html.md"""
 __all__ = ['cmd_presets', 'cmd_config', 'cmd_data', 'cmd_train', 'cmd_generate', 'build_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #6c081c37
-import argparse, sys, time
+import argparse, json, sys, time
 import yaml
 from .core import ConfigError, list_presets, load_config, config_to_dict, seed_everything
 from .data import CorpusError, get_dataloaders
@@ -59,14 +59,38 @@ def cmd_generate(args):
     p = Path(args.model)
     if (p/'final').is_dir(): p = p/'final'
     if not (p/'config.json').exists(): raise CorpusError(f"{args.model} is neither a run directory with final/ nor a saved model folder")
-    model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True).eval()
-    tok = AutoTokenizer.from_pretrained(p)
     from hierlm.generate import stream, SamplingConfig
+    tok = AutoTokenizer.from_pretrained(p)
     sc = SamplingConfig(max_new_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                         repetition_penalty=args.repetition_penalty, stop=args.stop or [], seed=args.seed)
+    if json.loads((p/'config.json').read_text()).get('model_type') == 'hierlm-diffusion': return _generate_diffusion(p, tok, sc, args)
+    model = AutoModelForCausalLM.from_pretrained(p, local_files_only=True).eval()
     print(args.prompt, end='', flush=True)
     for nxt in stream(model, tok, args.prompt, sc): print(tok.decode([int(nxt[0])]), end='', flush=True)   # streamed
     print()
+
+def _generate_diffusion(p:Path, tok, sc, args):
+    "A diffusion LM writes block by block: the prompt fills whole blocks (or the question slot of a plan-then-execute model)."
+    import torch
+    from transformers import AutoModelForMaskedLM
+    from hierlm.diffusion import diffusion_generate, DiffusionSampling
+    model = AutoModelForMaskedLM.from_pretrained(p, local_files_only=True).eval()
+    c = model.config
+    Q, segs = c.layout()
+    ids = tok.encode(args.prompt, add_special_tokens=False)
+    if c.segments:                                                          # the question slot, laid out as in training
+        ids = ids[-(Q - 1):] + [c.end_id] * (Q - len(ids[-(Q - 1):]))
+        n = sum(segs)
+    else:
+        if len(ids) % c.block: print(f'(the prompt is cut to whole blocks of {c.block} tokens)', file=sys.stderr)
+        ids = ids[len(ids) % c.block:]
+        n = -(-args.max_tokens // c.block) * c.block
+    out = diffusion_generate(model, torch.tensor([ids]) if ids else None, n, DiffusionSampling(steps=args.steps, tokens=sc))[0, len(ids):].tolist()
+    upto = lambda x: x[:x.index(c.end_id)] if c.end_id in x else x        # a segment ends at its end token
+    if c.segments:                                                          # plan-then-execute: the prompt, then each segment on its own
+        starts = [sum(segs[:i]) for i in range(len(segs) + 1)]
+        print(args.prompt); print('\n'.join(tok.decode(upto(out[a:b])) for a, b in zip(starts, starts[1:])))
+    else: print(tok.decode(ids) + tok.decode(upto(out)))
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='hierlm', description='hierlm: hierarchical and structured-attention language models')
@@ -91,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--repetition-penalty', type=float, default=1.0)
     g.add_argument('--stop', action='append', help='stop string (repeatable)')
     g.add_argument('--seed', type=int, default=0)
+    g.add_argument('--steps', type=int, default=16, help='diffusion models: denoising steps per block')
     g.set_defaults(func=cmd_generate)
     return p
 
