@@ -23,14 +23,18 @@ GSM8K = {'plan-then-execute BD3-LM': ('hier-bd3lm-gsm8k', []),
          'flat BD3-LM (question, answer)': ('hier-bd3lm-gsm8k', ['data.layout=flat', 'model.segments=[128,176]']),
          'AR decoder (same records, flat)': ('ar', ['data.layout=flat'])}
 
-def ar_gsm8k_config() -> Path:
-    "The GSM8K preset's data (same tokenizer, same records) with a decoder for a model."
+def ar_config(preset:str) -> Path:
+    "A record preset's data (same tokenizer, same records) with a decoder for a model."
     import yaml
     from hierlm.core import resolve_config_path
-    d = yaml.safe_load(resolve_config_path("hier-bd3lm-gsm8k").read_text())
-    d['name'], d['model'] = 'ar-gsm8k', {'arch': 'decoder', 'block_size': d['data']['block_size']}
-    p = ROOT/'runs'/'ar-gsm8k.yaml'; p.parent.mkdir(exist_ok=True); p.write_text(yaml.safe_dump(d))
+    d = yaml.safe_load(resolve_config_path(preset).read_text())
+    d['name'], d['model'] = f'ar-{preset}', {'arch': 'decoder', 'block_size': d['data']['block_size']}
+    p = ROOT/'runs'/f'ar-{preset}.yaml'; p.parent.mkdir(exist_ok=True); p.write_text(yaml.safe_dump(d))
     return p
+
+ARITH = {'plan-then-execute BD3-LM': ('hier-bd3lm-tiny', []),
+         'flat BD3-LM (question, answer)': ('hier-bd3lm-tiny', ['data.layout=flat', 'model.segments=[24,48]']),
+         'AR decoder (same records, flat)': ('ar', ['data.layout=flat', 'model.d_model=64', 'model.n_layers=3', 'model.n_heads=4'])}   # the preset's size
 
 def train(preset, extra, steps, label, batch):
     from hierlm.core import load_config
@@ -97,15 +101,12 @@ def shakespeare(steps, batch):
     plt.close('all')
     return '\n'.join(rows)
 
-def gsm8k(steps, batch, problems):
+def records(variants, base, size, steps, batch, problems, title):
     from hierlm.data import load_corpus
     from hierlm.diffusion import record_accuracy, nelbo
-    rows = [f'**GSM8K** (question 128 | plan 128 | execution 48 BPE tokens, 4k vocabulary trained on the training problems; d=192, '
-            f'4 layers; batch {batch}, {steps} steps each; exact match of the final `#### answer`, greedy, on the **first {problems} '
-            'problems of the test split**; the AR decoder is trained on the same records laid out as question | answer):', '',
-            '| model | val loss (nats/token) | exact match | train time | an answer |', '|---|---:|---:|---:|---|']
-    for label, (preset, extra) in GSM8K.items():
-        tr, wall = train(str(ar_gsm8k_config()) if preset == 'ar' else preset, GSM_SIZE + extra, steps, 'gsm8k-' + label.split(' ')[0], batch)
+    rows = [title, '', '| model | val loss (nats/token) | exact match | train time | an answer |', '|---|---:|---:|---:|---|']
+    for label, (preset, extra) in variants.items():
+        tr, wall = train(str(ar_config(base)) if preset == 'ar' else preset, size + extra, steps, f'{base}-' + label.split(' ')[0], batch)
         recs = load_corpus(tr.cfg.data, tr.cfg.seed)['test'][:problems]
         acc = record_accuracy(tr.model.eval(), tr.tok, recs, tr.cfg.data.segments, tr.cfg.data.layout)
         val = [tr.val_stream.batch_at(i) for i in range(min(16, tr.val_stream.per_epoch))]
@@ -116,9 +117,22 @@ def gsm8k(steps, batch, problems):
         print(rows[-1], flush=True)
     return '\n'.join(rows)
 
+def gsm8k(steps, batch, problems):
+    return records(GSM8K, 'hier-bd3lm-gsm8k', GSM_SIZE, steps, batch, problems,
+        f'**GSM8K** (question 128 / plan 128 / execution 48 BPE tokens, 4k vocabulary trained on the training problems; d=192, '
+        f'4 layers; batch {batch}, {steps} steps each; exact match of the final `#### answer`, greedy, on the **first {problems} '
+        'problems of the test split**; the AR decoder is trained on the same records laid out as question, answer):')
+
+def arith(steps, batch, problems):
+    return records(ARITH, 'hier-bd3lm-tiny', [], steps, batch, problems,
+        f'**Arithmetic word problems** (`hier-bd3lm-tiny`: the embedded two-step problems, question 24 / plan 32 / execution 16 '
+        f'BPE tokens; d=64, 3 layers; batch {batch}, {steps} steps each; exact match, greedy, on the first {problems} test problems; '
+        'the AR decoder has the same size and records, laid out as question, answer):')
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--shakespeare', action='store_true'); ap.add_argument('--gsm8k', action='store_true')
+    ap.add_argument('--shakespeare', action='store_true'); ap.add_argument('--gsm8k', action='store_true'); ap.add_argument('--arith', action='store_true')
+    ap.add_argument('--arith-steps', type=int, default=600)
     ap.add_argument('--steps', type=int, default=500); ap.add_argument('--batch', type=int, default=32)
     ap.add_argument('--gsm8k-steps', type=int, default=800); ap.add_argument('--gsm8k-batch', type=int, default=16)
     ap.add_argument('--problems', type=int, default=200)
@@ -131,7 +145,8 @@ def main():
         for part in out.read_text().split('\n\n**')[1:]: sections[part.split('**')[0]] = '**' + part.rstrip('\n')
     if a.shakespeare: sections['Tiny Shakespeare, characters'] = shakespeare(a.steps, a.batch)
     if a.gsm8k: sections['GSM8K'] = gsm8k(a.gsm8k_steps, a.gsm8k_batch, a.problems)
-    order = ['Tiny Shakespeare, characters', 'GSM8K']
+    if a.arith: sections['Arithmetic word problems'] = arith(a.arith_steps, 16, a.problems)
+    order = ['Tiny Shakespeare, characters', 'GSM8K', 'Arithmetic word problems']
     lines = [f'Block diffusion benchmarks on {dev} (torch {torch.__version__}, 2 threads).']
     lines += [sections[k] for k in order if k in sections] + [v for k, v in sections.items() if k not in order]   # hand-written notes stay
     out.write_text('\n\n'.join(lines) + '\n'); print('\n\n'.join(lines)); print(f'wrote {out}')
