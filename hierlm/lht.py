@@ -149,13 +149,14 @@ class LHT(AutoShimMixin, PreTrainedModel):
         return self.router(h)
 
     def anchored(self, h:torch.Tensor, bounds:list):
-        "Insert anchors: `(seq (B, T', d), mask, positions (B, T'), token_index (B, T))`; T' is the longest row."
+        "Insert anchors: `(seq (B, T', d), mask, positions (B, T'), token_index (B, T))`; T' is the longest row (past 1024, rounded up to a multiple of 128)."
         c, (B, T, d) = self.config, h.shape
         lev = router_level_ids(bounds)                                       # (B, K, T) coarse → fine
         if c.doc_token: lev = torch.cat([torch.zeros_like(lev[:, :1]), lev], 1)
         first = 0 if c.doc_token else 1
         rows = [insert_anchors(lev[b].cpu(), list(range(lev.shape[1]))) for b in range(B)]
-        Tp = max(len(r[1]) for r in rows)
+        longest = max(len(r[1]) for r in rows)
+        Tp = -(-longest // 128) * 128 if longest > 1024 else longest        # long rows: a length that recurs (compiled kernels are reused)
         K1 = lev.shape[1]
         L = torch.zeros(B, K1, Tp, dtype=torch.long); A = torch.full((B, Tp), -1, dtype=torch.long)
         S = torch.full((B, Tp), -1, dtype=torch.long); valid = torch.zeros(B, Tp, dtype=torch.bool)
@@ -176,6 +177,7 @@ class LHT(AutoShimMixin, PreTrainedModel):
         x = torch.where(is_anchor[..., None], x + self.anchor_embed(lvl) * scale[..., None], x)
         m = hierarchical_mask(L, A, c.neighbours) & Mask(lambda b_, h_, q, kv: valid[b_, kv], 'padding', Tp)
         token_index = torch.stack([torch.nonzero(S[b] >= 0).squeeze(-1)[:T] for b in range(B)])   # where each token went
+        self.last_length = longest                                           # tokens + anchors of the longest row (for pictures)
         return x, m, tok, token_index
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, targets=None, level_ids=None, return_dict=True,
@@ -203,7 +205,7 @@ class LHT(AutoShimMixin, PreTrainedModel):
             for blk in self.blocks[c.router_layer:]: h = blk(h, None, coords=coords)
         else:
             x, m, pos, token_index = self.anchored(h, bounds)
-            self.last_mask, self.last_length = m, x.shape[1]                 # the tree of the last forward (for pictures)
+            self.last_mask = m                                               # the tree of the last forward (for pictures)
             cm = m.compile(x.shape[1], x.shape[1], B, H, h.device)
             if coords is not None: coords = torch.gather(coords, 1, pos)     # anchors take their token's coordinate
             for blk in self.blocks[c.router_layer:]: x = blk(x, cm, None, pos, coords=coords)
