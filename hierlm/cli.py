@@ -73,24 +73,22 @@ def _generate_diffusion(p:Path, tok, sc, args):
     "A diffusion LM writes block by block: the prompt fills whole blocks (or the question slot of a plan-then-execute model)."
     import torch
     from transformers import AutoModelForMaskedLM
-    from hierlm.diffusion import diffusion_generate, DiffusionSampling
+    from hierlm.diffusion import diffusion_generate, DiffusionSampling, generated_segments
+    from hierlm.data import question_slot
     model = AutoModelForMaskedLM.from_pretrained(p, local_files_only=True).eval()
     c = model.config
     Q, segs = c.layout()
     ids = tok.encode(args.prompt, add_special_tokens=False)
     if c.segments:                                                          # the question slot, laid out as in training
-        ids = ids[-(Q - 1):] + [c.end_id] * (Q - len(ids[-(Q - 1):]))
-        n = sum(segs)
+        ids, n = question_slot(ids, Q, c.end_id), sum(segs)
     else:
         if len(ids) % c.block: print(f'(the prompt is cut to whole blocks of {c.block} tokens)', file=sys.stderr)
         ids = ids[len(ids) % c.block:]
         n = -(-args.max_tokens // c.block) * c.block
     out = diffusion_generate(model, torch.tensor([ids]) if ids else None, n, DiffusionSampling(steps=args.steps, tokens=sc))[0, len(ids):].tolist()
-    upto = lambda x: x[:x.index(c.end_id)] if c.end_id in x else x        # a segment ends at its end token
-    if c.segments:                                                          # plan-then-execute: the prompt, then each segment on its own
-        starts = [sum(segs[:i]) for i in range(len(segs) + 1)]
-        print(args.prompt); print('\n'.join(tok.decode(upto(out[a:b])) for a, b in zip(starts, starts[1:])))
-    else: print(tok.decode(ids) + tok.decode(upto(out)))
+    parts = [tok.decode(part) for part in generated_segments(c, out)]       # plan-then-execute: each segment on its own line
+    if c.segments: print(args.prompt); print('\n'.join(parts))
+    else: print(tok.decode(ids) + parts[0])
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='hierlm', description='hierlm: hierarchical and structured-attention language models')

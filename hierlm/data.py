@@ -10,9 +10,10 @@ __all__ = ['BUILTIN_FILES', 'LEVELS', 'GSM8K_VALID', 'STRUCTURED', 'RECORDS', 'C
            'tokenizer_fingerprint', 'Section', 'Document', 'document_pieces', 'document_text', 'split_sentences',
            'parse_wikitext', 'load_wikitext2', 'synthetic_documents', 'encode_documents', 'boundaries',
            'read_text_file', 'read_jsonl_texts', 'load_hf_dataset', 'cache_dir', 'token_dtype', 'save_npy_atomic',
-           'TokenSplit', 'DataBundle', 'split_gsm8k_answer', 'load_gsm8k', 'record_text', 'encode_record',
-           'arithmetic_records', 'load_corpus', 'build_tokenizer', 'prepare_data', 'PackedBlocks', 'make_dataloader',
-           'get_dataloaders', 'plot_levels', 'stream_corpus', 'interleave_corpora', 'StreamingBlocks']
+           'TokenSplit', 'DataBundle', 'split_gsm8k_answer', 'load_gsm8k', 'record_text', 'special_token_id',
+           'end_token_id', 'question_slot', 'encode_record', 'arithmetic_records', 'load_corpus', 'build_tokenizer',
+           'prepare_data', 'PackedBlocks', 'make_dataloader', 'get_dataloaders', 'plot_levels', 'stream_corpus',
+           'interleave_corpora', 'StreamingBlocks']
 
 # %% ../nbs/01_data.ipynb #04b5db43
 import functools, hashlib, json, os, random, re, tempfile
@@ -305,20 +306,34 @@ def record_text(rec:dict) -> str:
     return '\n'.join(rec[k] for k in ('question', 'plan', 'execution'))
 
 # %% ../nbs/01_data.ipynb #2a6e9c93
+def special_token_id(tok, token:str, vocab_size:Optional[int]=None) -> Optional[int]: # ids at or past `vocab_size` do not count
+    "The id of the special `token` (e.g. '[MASK]'), or None when the tokenizer lacks it."
+    i = tok.convert_tokens_to_ids(token)
+    return None if i is None or i == tok.unk_token_id or (vocab_size is not None and i >= vocab_size) else int(i)
+
+def end_token_id(tok) -> Optional[int]:
+    "The token that ends a text: the tokenizer's eos, else '[EOS]', else None."
+    return int(tok.eos_token_id) if tok.eos_token_id is not None else special_token_id(tok, '[EOS]')
+
 def _end_id(tok) -> int:
-    eid = tok.eos_token_id if tok.eos_token_id is not None else tok.convert_tokens_to_ids('[EOS]')
-    if eid is None or eid == tok.unk_token_id:
+    eid = end_token_id(tok)
+    if eid is None:
         raise ConfigError("records need an end token: use a BPE tokenizer (it has <|endoftext|>) or add `data.special_tokens: ['[EOS]']`")
-    return int(eid)
+    return eid
+
+def question_slot(ids:list, n:int, end:int) -> list:
+    "A question's slot of `n` ids: its last n − 1 tokens, the end token, then end tokens as padding."
+    q = ids[-(n - 1):] + [end]
+    return q + [end] * (n - len(q))
 
 def encode_record(tok, rec:dict, segments:list, layout:str='plan_execute') -> np.ndarray: # [question, plan, execution] slot lengths; or `flat`
     "One record as `sum(segments)` ids: question | plan | execution (or question | answer), each ended by the end token and padded with it."
     Q, P, E = segments
     end, enc = _end_id(tok), (lambda s: tok.encode(s, add_special_tokens=False))
     slot = lambda ids, n: ids + [end] * (n - len(ids))
-    q, plan, ex = enc(rec['question'])[-(Q - 1):], enc(rec['plan'])[:P - 1], enc(rec['execution'])[-(E - 1):]
-    if layout == 'flat': parts = [slot(q + [end], Q), slot((plan + enc('\n') + ex)[:P + E - 1] + [end], P + E)]
-    elif layout == 'plan_execute': parts = [slot(q + [end], Q), slot(plan + [end], P), slot(ex + [end], E)]
+    q, plan, ex = question_slot(enc(rec['question']), Q, end), enc(rec['plan'])[:P - 1], enc(rec['execution'])[-(E - 1):]
+    if layout == 'flat': parts = [q, slot((plan + enc('\n') + ex)[:P + E - 1] + [end], P + E)]
+    elif layout == 'plan_execute': parts = [q, slot(plan + [end], P), slot(ex + [end], E)]
     else: raise ConfigError(f"data.layout={layout!r}: use 'plan_execute' or 'flat'")
     return np.asarray([i for part in parts for i in part], dtype=np.int64)
 

@@ -7,7 +7,7 @@ Docs: https://hierlm.github.io/hierlm/diffusion.html.md"""
 # %% auto #0
 __all__ = ['CLIP_GRID', 'sample_t', 'mask_tokens', 'subs_logits', 'DiffusionConfig', 'HierLMDiffusionConfig', 'BlockDiffusionLM',
            'build_diffusion', 'search_noise_interval', 'nelbo', 'DiffusionSampling', 'diffusion_generate',
-           'plot_trajectory', 'loss_by_t', 'final_answer', 'record_accuracy']
+           'plot_trajectory', 'loss_by_t', 'final_answer', 'generated_segments', 'record_accuracy']
 
 # %% ../nbs/09_diffusion.ipynb #c76098f9
 import math, re
@@ -21,6 +21,7 @@ from .masks import block_diffusion_mask, plan_execute_mask, block_causal_mask
 from .decoder import AutoShimMixin, DecoderBlock, HierLMDecoderConfig, HierLMConfig
 from .attention import KVCache
 from .generate import SamplingConfig, filter_logits, pick
+from .data import special_token_id, end_token_id
 
 # %% ../nbs/09_diffusion.ipynb #71d05597
 def sample_t(n_seq:int, n_blocks:int, lo:float, hi:float, generator=None, device=None) -> torch.Tensor:
@@ -120,12 +121,11 @@ class BlockDiffusionLM(AutoShimMixin, PreTrainedModel):
 
     def use_tokenizer(self, tok):
         "Take the [MASK] and end-of-text ids from the tokenizer (the trainer calls this)."
-        mid = tok.convert_tokens_to_ids('[MASK]')
-        if mid is None or mid == tok.unk_token_id or mid >= self.config.vocab_size:
-            raise ConfigError("a diffusion LM needs a [MASK] token; add `data.special_tokens: ['[MASK]']` to the config")
-        self.config.mask_id = int(mid)
-        end = tok.eos_token_id if tok.eos_token_id is not None else tok.convert_tokens_to_ids('[EOS]')
-        if end is not None and end != tok.unk_token_id: self.config.end_id = int(end)
+        mid = special_token_id(tok, '[MASK]', self.config.vocab_size)
+        if mid is None: raise ConfigError("a diffusion LM needs a [MASK] token; add `data.special_tokens: ['[MASK]']` to the config")
+        self.config.mask_id = mid
+        end = end_token_id(tok)
+        if end is not None: self.config.end_id = end
 
     def run(self, ids:torch.Tensor, mask=None, positions=None, cache=None) -> torch.Tensor:
         "Logits `(B, T, V)` of the blocks over `ids` with an attention mask, RoPE positions and an optional KV cache."
@@ -151,8 +151,8 @@ class BlockDiffusionLM(AutoShimMixin, PreTrainedModel):
         logits = torch.cat([logits[:, :Q], logits[:, torch.cat(out)]], 1)     # back to the order of x_t
         return subs_logits(logits, xt, c.mask_id)
 
-    def diffusion_loss(self, x0:torch.Tensor, interval=None, generator=None, two_halves:Optional[bool]=None) -> tuple:
-        "NELBO per generated token (the MDLM / BD3-LM objective), with t per block in `interval`; also the per-sequence values `(B,)`."
+    def diffusion_loss(self, x0:torch.Tensor, interval=None, generator=None, two_halves:Optional[bool]=None) -> torch.Tensor:
+        "NELBO per generated token (the MDLM / BD3-LM objective), with t per block in `interval`."
         c, (B, L) = self.config, x0.shape
         if c.mask_id < 0: raise ValueError("mask_id is not set: call model.use_tokenizer(tok) or set model.mask_id")
         if L != c.block_size: raise ValueError(f"sequences of {L} tokens, but the model is configured for block_size={c.block_size} (its mask and segments assume it)")
@@ -165,8 +165,7 @@ class BlockDiffusionLM(AutoShimMixin, PreTrainedModel):
         logp = self.denoise(xt, x0, two_halves).log_softmax(-1)
         nll = -logp.gather(-1, x0[..., None]).squeeze(-1)                                                # (B, L)
         per_tok = torch.where(masked, nll / t, torch.zeros_like(nll))                                    # weight 1/t (log-linear)
-        per_seq = per_tok.sum(1) / (L - Q)
-        return per_seq.mean(), per_seq
+        return per_tok.sum() / (B * (L - Q))
 
     def forward(self, input_ids=None, targets=None, labels=None, attention_mask=None, return_dict=True, **kwargs):
         "With `targets` (the trainer) or `labels`: the NELBO of `input_ids` as `loss`. Without: SUBS logits of `input_ids` under the inference mask."
@@ -176,8 +175,7 @@ class BlockDiffusionLM(AutoShimMixin, PreTrainedModel):
             mask = None if (Q == 0 and c.block >= input_ids.shape[1]) else block_causal_mask(c.block, Q)
             return MaskedLMOutput(logits=subs_logits(self.run(input_ids, mask), input_ids, c.mask_id))
         g = None if self.training else torch.Generator(device=input_ids.device).manual_seed(0)   # evaluation: the same noise each time
-        loss, _ = self.diffusion_loss(input_ids, None if self.training else (1e-3, 1.0), g)
-        return MaskedLMOutput(loss=loss)
+        return MaskedLMOutput(loss=self.diffusion_loss(input_ids, None if self.training else (1e-3, 1.0), g))
 
     @torch.no_grad()
     def after_evaluate(self, batches:list) -> dict:
@@ -205,7 +203,7 @@ def search_noise_interval(model, x0:torch.Tensor, grid=CLIP_GRID, n_draws:int=4,
     var = {}
     for iv in grid:
         g = torch.Generator(device=x0.device).manual_seed(seed)
-        est = torch.stack([model.diffusion_loss(x0, iv, g)[0] for _ in range(n_draws)])
+        est = torch.stack([model.diffusion_loss(x0, iv, g) for _ in range(n_draws)])
         var[iv] = est.var().item()
     model.train(was)
     return min(var, key=var.get), var
@@ -215,7 +213,7 @@ def nelbo(model, batches:list, n_draws:int=1, seed:int=0) -> float:
     "Mean NELBO per generated token (nats) over `batches` of `input_ids`, with t ∈ [1e-3, 1]: exp of it bounds the perplexity."
     was = model.training; model.eval()
     g = torch.Generator(device=model.device).manual_seed(seed)
-    vals = [model.diffusion_loss(b['input_ids'].to(model.device), (1e-3, 1.0), g)[0].item() for b in batches for _ in range(n_draws)]
+    vals = [model.diffusion_loss(b['input_ids'].to(model.device), (1e-3, 1.0), g).item() for b in batches for _ in range(n_draws)]
     model.train(was)
     return sum(vals) / len(vals)
 
@@ -321,7 +319,7 @@ def loss_by_t(model, x0:torch.Tensor, ts=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.
     out = {}
     for t in ts:
         g = torch.Generator(device=x0.device).manual_seed(seed)
-        out[t] = model.diffusion_loss(x0, (t, t), g)[0].item()
+        out[t] = model.diffusion_loss(x0, (t, t), g).item()
     model.train(was)
     return out
 
@@ -333,15 +331,19 @@ def final_answer(text:str) -> Optional[str]:
     m = _ANSWER.search(text)
     return m.group(1).replace(',', '') if m else None
 
-def _until_end(ids:list, end:int) -> list: return ids[:ids.index(end)] if end in ids else ids
+def generated_segments(config, ids:list) -> list:
+    "One row's generated ids split into the model's segments (plan, execution; or one text), each cut at its end token."
+    _, segs = config.layout()
+    starts = [sum(segs[:i]) for i in range(len(segs) + 1)] if config.segments else [0, len(ids)]
+    return [part[:part.index(config.end_id)] if config.end_id in part else part for part in (ids[a:b] for a, b in zip(starts, starts[1:]))]
 
 @torch.no_grad()
 def record_accuracy(model, tok, records:list, segments:list, layout:str='plan_execute', ds:Optional[DiffusionSampling]=None,
                     batch_size:int=32) -> dict: # [question, plan, execution] slot lengths, as in `data.segments`
     "Exact match of the final `#### answer`: generate after each question slot (a diffusion LM block by block, a causal LM greedily)."
-    from hierlm.data import encode_record, _end_id
+    from hierlm.data import encode_record
     from hierlm.generate import generate
-    Q, n_gen, end = segments[0], sum(segments[1:]), _end_id(tok)
+    Q, n_gen = segments[0], sum(segments[1:])
     ds = ds or DiffusionSampling(tokens=SamplingConfig(temperature=0.0))
     rows = []
     for i in range(0, len(records), batch_size):
@@ -349,8 +351,7 @@ def record_accuracy(model, tok, records:list, segments:list, layout:str='plan_ex
         prefix = torch.tensor(np.stack([encode_record(tok, r, segments, layout)[:Q] for r in chunk]))
         if isinstance(model, BlockDiffusionLM):
             gen = diffusion_generate(model, prefix, n_gen, ds)[:, Q:].tolist()
-            cut = (lambda g: [_until_end(g[:segments[1]], end), _until_end(g[segments[1]:], end)]) if layout == 'plan_execute' else (lambda g: [_until_end(g, end)])
-            texts = ['\n'.join(tok.decode(p) for p in cut(g)) for g in gen]
+            texts = ['\n'.join(tok.decode(p) for p in generated_segments(model.config, g)) for g in gen]
         else:
             prompts = [tok.decode(p.tolist()) for p in prefix]
             texts = generate(model, tok, prompts, SamplingConfig(max_new_tokens=n_gen, temperature=0.0, use_cache=ds.tokens.use_cache))

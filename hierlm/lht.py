@@ -18,6 +18,7 @@ from transformers.modeling_outputs import MaskedLMOutput
 from .core import ModelConfig, register_model_config, ConfigError
 from .masks import Mask, sliding_window_mask, hierarchical_mask, insert_anchors
 from .decoder import AutoShimMixin, DecoderBlock, HierLMDecoderConfig, HierLMConfig, lm_loss
+from .data import special_token_id
 from .routers import Boundaries, HierarchicalRouter, ratio_loss, level_ids as router_level_ids, boundaries_from_ids, boundary_prf
 
 # %% ../nbs/07_lht.ipynb #40e849b2
@@ -132,10 +133,10 @@ class LHT(AutoShimMixin, PreTrainedModel):
 
     def use_tokenizer(self, tok):
         "Take the [MASK] id from the tokenizer (the trainer calls this)."
-        mid = tok.convert_tokens_to_ids('[MASK]')
-        if mid is None or mid == tok.unk_token_id or mid >= self.config.vocab_size:
+        mid = special_token_id(tok, '[MASK]', self.config.vocab_size)
+        if mid is None:
             raise ConfigError("LHT is a masked LM: its tokenizer needs a [MASK] token; add `data.special_tokens: ['[MASK]']` to the config")
-        self.config.mlm_mask_id = int(mid)
+        self.config.mlm_mask_id = mid
 
     def boundaries(self, h:torch.Tensor, level_ids:Optional[torch.Tensor]=None) -> Optional[list]:
         "The units, fine → coarse, that the attention follows (None for `structure='dense'`)."

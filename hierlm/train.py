@@ -243,11 +243,11 @@ class Trainer:
         "Validation loss, perplexity, bits per token and per character over the first `eval_batches` batches."
         self.model.eval()
         n = min(self.cfg.eval.eval_batches, self.val_stream.per_epoch)
-        loss = sum(self._loss(self.val_stream.batch_at(i)).item() for i in range(n)) / n
+        batches = [{k: v.to(self.device) for k, v in self.val_stream.batch_at(i).items()} for i in range(n)]
+        loss = sum(self._loss(b).item() for b in batches) / n
         bpt = loss / math.log(2)
         out = {'val_loss': loss, 'val_ppl': math.exp(min(loss, 50)), 'val_bits_per_token': bpt, 'val_bits_per_char': bpt / self.chars_per_token}
-        if hasattr(self.model, 'after_evaluate'):                              # e.g. block diffusion re-chooses its noise interval
-            out.update(self.model.after_evaluate([{k: v.to(self.device) for k, v in self.val_stream.batch_at(i).items()} for i in range(n)]))
+        if hasattr(self.model, 'after_evaluate'): out.update(self.model.after_evaluate(batches))   # e.g. block diffusion re-chooses its noise interval
         self.model.train()
         return out
 
