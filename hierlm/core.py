@@ -58,6 +58,7 @@ class DataConfig:
     cache_dir: Optional[str] = None    # token cache; default: $HIERLM_CACHE or ~/.cache/hierlm
     structured: bool = False           # batches carry per-token doc/section/sentence ids
     synthetic_docs: int = 200          # synthetic corpus: number of documents
+    synthetic_registers: bool = True   # synthetic corpus: each sentence in one of four registers (false: one vocabulary per section, sentences carry nothing of their own)
     segments: list[int] = field(default_factory=list)   # record corpora (gsm8k): tokens per slot, [question, plan, execution]
     layout: Literal['plan_execute', 'flat'] = 'plan_execute'   # record corpora: plan and execution in their own slots, or one answer slot
     special_tokens: list[str] = field(default_factory=list)   # added to the tokenizer, e.g. ['[MASK]'] for masked LMs

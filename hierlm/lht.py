@@ -39,7 +39,7 @@ class LHTConfig(ModelConfig):
     doc_token: bool = True                     # a [DOC] anchor over the coarsest anchors
     structure: Literal['learned', 'gold', 'fixed', 'dense'] = 'learned'
     router_grad: Literal['ste', 'ratio'] = 'ste'   # what trains the routers: the MLM loss through straight-through boundaries and the ratio loss, or the ratio loss alone (on detached states)
-    segment_grad: float = 0.0                  # with router_grad='ste': scale of the soft-segmentation gradient (straight-through distance bias; 0 = off)
+    segment_grad: float = 0.0                  # with router_grad='ste': scale of the soft-segmentation gradient (straight-through distance bias; 0 = off; lht-synthetic: 1)
     mask_prob: float = 0.15                    # BERT masking: this fraction of tokens is predicted (80% [MASK], 10% random, 10% kept)
     mlm_mask_id: int = -1                    # set from the tokenizer's [MASK] (the trainer does it)
     attn_backend: str = 'auto'
@@ -226,6 +226,15 @@ class LHT(AutoShimMixin, PreTrainedModel):
         return MaskedLMOutput(loss=loss, logits=logits)
 
     def train_metrics(self) -> dict: return dict(self.stats)
+
+    def after_evaluate(self, batches:list) -> dict:
+        "Boundary F1 per level against the gold units (exact and within ±1) and tokens per unit, when the validation batches carry them."
+        if self.config.structure == 'dense' or not batches or 'level_ids' not in batches[0]: return {}
+        out = {}
+        for tol, tag in ((0, ''), (1, '_pm1')):
+            for lvl, r in boundary_report(self, batches, tol).items():
+                out[f'val_f1_{lvl}{tag}'] = r['f1']; out[f'val_tokens_per_unit_{lvl}'] = r['compression']
+        return out
 
 AutoConfig.register('hierlm-lht', HierLMLHTConfig)
 AutoModelForMaskedLM.register(HierLMLHTConfig, LHT)

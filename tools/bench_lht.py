@@ -18,7 +18,8 @@ ABLATIONS = {'1 level': ['model.n_levels=1', 'model.target_ratios=[36.0]', 'mode
              '3 levels': ['model.n_levels=3', 'model.target_ratios=[36.0,5.0,3.0]', 'model.ratio_weights=[0.1,0.1,0.1]'],
              'routers after layer 2': ['model.router_layer=2'], 'window 4': ['model.window=4'], 'window 64': ['model.window=64'],
              'neighbours 0': ['model.neighbours=0'], 'neighbours 2': ['model.neighbours=2'], 'no [DOC] token': ['model.doc_token=false'],
-             'soft-segmentation gradient': ['model.segment_grad=1.0'], 'routers from the ratio loss only': ['model.router_grad=ratio']}
+             'no soft-segmentation gradient': ['model.segment_grad=0'], 'routers from the ratio loss only': ['model.router_grad=ratio'],
+             'control: corpus without registers': ['data.synthetic_registers=false']}
 
 def speed_child(structure, T):
     from hierlm.lht import build_lht, LHTConfig
@@ -116,7 +117,7 @@ def main():
         res = {st: train([f'model.structure={st}'], a.steps, st) for st in ('learned', 'gold', 'fixed', 'dense')}
         pictures(res['learned'])
         sections['Learned structure vs baselines'] = quality_table(res,
-            f'**Learned structure vs baselines** (`lht-synthetic`: synthetic corpus, characters, blocks of 512, batch 8, {a.steps} steps each; '
+            f'**Learned structure vs baselines** (`lht-synthetic`: synthetic corpus with sentences in registers, characters, blocks of 512, batch 8, {a.steps} steps each; '
             'MLM validation loss on 16 blocks with fixed masks; boundaries scored on the same blocks against gold sentences (level 1) '
             'and sections (level 2); cells: precision / recall / **F1** exact / F1 within ±1 position (tokens per unit)):')
         cats = list(res['gold']['cut'])
@@ -137,7 +138,7 @@ def main():
     if a.ablations:
         rows = ['**Ablations** (learned structure, `lht-synthetic`, each for the same steps; level-1 F1 against gold sentences):', '',
                 '| variant | val MLM loss | level 1 P / R / F1 / F1 ±1 (tokens per unit) |', '|---|---:|---|']
-        for name, extra in {'baseline (2 levels, routers after layer 1, window 16, ±1, [DOC])': [], **ABLATIONS}.items():
+        for name, extra in {'baseline (2 levels, routers after layer 1, window 16, ±1, [DOC], soft-segmentation gradient)': [], **ABLATIONS}.items():
             r = train(extra, a.steps, 'abl-' + name.split(' (')[0].replace(' ', '-'))
             rows.append(f"| {name} | {r['val_loss']:.3f} | {fmt_rep(r, 1)} |")
         sections['Ablations'] = '\n'.join(rows)
