@@ -239,7 +239,7 @@ class HierLMDecoder(AutoShimMixin, PreTrainedModel, GenerationMixin):
             else: x = blk(x, mask, cache, positions)
         logits = self.lm_head(self.norm(x))
         loss = lm_loss(logits, labels, targets)
-        if loss is not None and self.config.mlp == 'moe': loss = loss + self.config.aux_loss_weight * self.moe_aux_loss()
+        if loss is not None and self.config.mlp == 'moe' and self.training: loss = loss + self.config.aux_loss_weight * self.moe_aux_loss()   # evaluation: the LM loss alone
         return CausalLMOutputWithPast(loss=loss, logits=logits, **{_CACHE_FIELD: hf_cache})
 
     def moe_aux_loss(self) -> torch.Tensor:

@@ -221,7 +221,8 @@ class LHT(AutoShimMixin, PreTrainedModel):
                     self.stats[f'compression_l{l + 1}'] = (T / bd.b.float().sum(1).clamp(min=1)).mean().item()
                     if c.structure == 'learned':
                         rl = ratio_loss(bd, c.target_ratios[l], None if l == 0 else bounds[l - 1].b)   # level ℓ over level ℓ−1 units
-                        loss = loss + c.ratio_weights[l] * rl; self.stats[f'ratio_loss_l{l + 1}'] = rl.item()
+                        self.stats[f'ratio_loss_l{l + 1}'] = rl.item()
+                        if self.training: loss = loss + c.ratio_weights[l] * rl   # a training objective: evaluation reports the MLM loss alone
         self.last_boundaries = bounds
         return MaskedLMOutput(loss=loss, logits=logits)
 
