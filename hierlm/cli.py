@@ -48,8 +48,7 @@ def cmd_train(args):
     cfg = load_config(args.config, args.overrides)
     tr = Trainer(cfg, Path(args.out) if args.out else None)
     tr.fit()
-    val = [m for m in map(json.loads, (tr.dir/'metrics.jsonl').read_text().splitlines()) if 'val_loss' in m]
-    if val: print('final validation: ' + ', '.join(f'{k} {v:.4g}' for k, v in val[-1].items() if k.startswith('val_')))
+    if tr.last_eval: print('final validation: ' + ', '.join(f'{k} {v:.4g}' for k, v in tr.last_eval.items() if k.startswith('val_')))
     print(f'run directory: {tr.dir}\n  final model: {tr.dir/"final"}\n  loss plot:   {tr.dir/"figures"/"loss.png"}')
 
 def cmd_generate(args):

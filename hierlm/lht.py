@@ -6,7 +6,7 @@ Docs: https://hierlm.github.io/hierlm/lht.html.md"""
 
 # %% auto #0
 __all__ = ['LHTConfig', 'HierLMLHTConfig', 'bert_mask', 'fixed_boundaries', 'gold_boundaries', 'segment_cost', 'LHT', 'build_lht',
-           'boundary_report', 'cut_gradient', 'cut_profile', 'plot_boundaries']
+           'level_boundaries', 'score_boundaries', 'boundary_report', 'cut_gradient', 'cut_profile', 'plot_boundaries']
 
 # %% ../nbs/07_lht.ipynb #5aab3a9e
 import math
@@ -231,9 +231,9 @@ class LHT(AutoShimMixin, PreTrainedModel):
     def after_evaluate(self, batches:list) -> dict:
         "Boundary F1 per level against the gold units (exact and within ±1) and tokens per unit, when the validation batches carry them."
         if self.config.structure == 'dense' or not batches or 'level_ids' not in batches[0]: return {}
-        out = {}
+        out, pairs = {}, level_boundaries(self, batches)                   # predicted once, scored exactly and within ±1
         for tol, tag in ((0, ''), (1, '_pm1')):
-            for lvl, r in boundary_report(self, batches, tol).items():
+            for lvl, r in score_boundaries(pairs, tol).items():
                 out[f'val_f1_{lvl}{tag}'] = r['f1']; out[f'val_tokens_per_unit_{lvl}'] = r['compression']
         return out
 
@@ -246,8 +246,8 @@ def build_lht(mc:LHTConfig, vocab_size:Optional[int]=None) -> LHT:
 
 # %% ../nbs/07_lht.ipynb #0127c671
 @torch.no_grad()
-def boundary_report(model:LHT, batches:list, tolerance:int=0) -> dict: # a boundary this many positions from a gold one counts (1: either side of a space)
-    "Per level: boundary precision/recall/F1 against gold and the compression (tokens per unit), over `batches` of `input_ids`/`level_ids`."
+def level_boundaries(model:LHT, batches:list) -> list:
+    "Per level, `(predicted, gold)` boundaries `(N, T)` over `batches` of `input_ids`/`level_ids` (empty for a dense model)."
     was = model.training; model.eval()
     preds, golds = [[] for _ in range(model.config.n_levels)], [[] for _ in range(model.config.n_levels)]
     for b in batches:
@@ -256,12 +256,16 @@ def boundary_report(model:LHT, batches:list, tolerance:int=0) -> dict: # a bound
         gold = gold_boundaries(lev, model.config.n_levels)
         for l, bd in enumerate(model.last_boundaries or []): preds[l].append(bd.b.cpu()); golds[l].append(gold[l].b.cpu())
     model.train(was)
-    out = {}
-    for l in range(model.config.n_levels):
-        if not preds[l]: continue
-        p, g = torch.cat(preds[l]), torch.cat(golds[l])
-        out[f'level{l + 1}'] = {**boundary_prf(p, g, tolerance), 'compression': p.numel() / p.sum().item(), 'gold_compression': g.numel() / g.sum().item()}
-    return out
+    return [(torch.cat(p), torch.cat(g)) for p, g in zip(preds, golds) if p]
+
+def score_boundaries(pairs:list, tolerance:int=0) -> dict: # a boundary this many positions from a gold one counts (1: either side of a space)
+    "Per level: boundary precision/recall/F1 against gold and the compression (tokens per unit), from `level_boundaries`."
+    return {f'level{l + 1}': {**boundary_prf(p, g, tolerance), 'compression': p.numel() / p.sum().item(), 'gold_compression': g.numel() / g.sum().item()}
+            for l, (p, g) in enumerate(pairs)}
+
+def boundary_report(model:LHT, batches:list, tolerance:int=0) -> dict: # a boundary this many positions from a gold one counts
+    "Per level: boundary precision/recall/F1 against gold and the compression (tokens per unit), over `batches` of `input_ids`/`level_ids`."
+    return score_boundaries(level_boundaries(model, batches), tolerance)
 
 def cut_gradient(model:LHT, input_ids:torch.Tensor, level_ids:Optional[torch.Tensor]=None, n_masks:int=4, seed:int=0) -> torch.Tensor:
     "Where the MLM loss wants unit starts, `(B, T)`: minus its gradient w.r.t. a cost on attending across each position (positive: a cut here helps), over `n_masks` maskings."

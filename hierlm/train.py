@@ -154,7 +154,7 @@ class Trainer:
         self.opt = build_optimizer(self.model, tc)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_multiplier(s, tc))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        self.step, self.last_ckpt = 0, None
+        self.step, self.last_ckpt, self.last_eval = 0, None, {}
         if tc.resume: self.resume()
 
     # ---- checkpoints -------------------------------------------------------
@@ -310,9 +310,10 @@ class Trainer:
         "Write `final/` (HF model + tokenizer + model card) atomically, and the loss figure."
         metrics = [json.loads(l) for l in (self.dir/'metrics.jsonl').read_text().splitlines() if l.strip()]
         val = [m for m in metrics if 'val_loss' in m]
+        self.last_eval = val[-1] if val else {}                              # the final validation (`hierlm train` prints it)
         with atomic_dir(self.dir/'final') as tmp:
             self.model.save_pretrained(tmp); self.tok.save_pretrained(tmp)
-            (tmp/'README.md').write_text(model_card(self.cfg, self.step, val[-1] if val else {}, sum(p.numel() for p in self.model.parameters())))
+            (tmp/'README.md').write_text(model_card(self.cfg, self.step, self.last_eval, sum(p.numel() for p in self.model.parameters())))
         plot_metrics(metrics, self.dir/'figures'/'loss.png', title=self.cfg.name)
         if self.wandb: self.wandb.finish()
 

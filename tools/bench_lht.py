@@ -52,7 +52,7 @@ def speed():
 def train(extra, steps, label, preset='lht-synthetic'):
     from hierlm.core import load_config
     from hierlm.train import Trainer
-    from hierlm.lht import boundary_report, cut_gradient, cut_profile
+    from hierlm.lht import level_boundaries, score_boundaries, cut_gradient, cut_profile
     cfg = load_config(preset, ['train.wandb=disabled', 'device=cpu', f'train.max_steps={steps}', f'eval.eval_every={steps}',
                                         'train.ckpt_every=1000000', *extra])
     out = ROOT/'runs'/f'bench-lht-{label}'
@@ -60,8 +60,8 @@ def train(extra, steps, label, preset='lht-synthetic'):
     t0 = time.time(); tr = Trainer(cfg, out).fit(); wall = time.time() - t0
     val = [tr.val_stream.batch_at(i) for i in range(min(16, tr.val_stream.per_epoch))]
     tr.cfg.eval.eval_batches = 16; ev = tr.evaluate()
-    rep = boundary_report(tr.model, val) if cfg.model.structure != 'dense' else {}
-    rep1 = boundary_report(tr.model, val, tolerance=1) if cfg.model.structure != 'dense' else {}
+    pairs = level_boundaries(tr.model, val)                                  # empty for the dense encoder
+    rep, rep1 = score_boundaries(pairs), score_boundaries(pairs, tolerance=1)
     cut = {}
     if cfg.model.structure != 'dense' and cfg.data.tokenizer == 'char':      # where the trained model's loss wants unit starts (word kinds: characters)
         ids, lev = torch.cat([b['input_ids'] for b in val[:2]]), torch.cat([b['level_ids'] for b in val[:2]])
