@@ -89,11 +89,13 @@ def _flex(q, k, v, cm, scale, sink, block_size=128, compile=None, coords=None):
     mod = None
     if coords is not None:
         cq, ck = coords
+        if ck is cq: ck = ck.clone()             # compiled flex cannot differentiate two lookups into one tensor; a clone adds the gradients back up
         off = 0 if cm is None else cm.q_offset
         mod = lambda score, b, h, qi, ki: score + distance_bias(cq[b, qi], ck[b, ki], qi + off, ki)
-    if sink is None: return fn(q, k, v, score_mod=mod, block_mask=bm, scale=scale, enable_gqa=gqa)
+    ko = cm.mask.kernel_options if cm is not None and q.is_cuda else None
+    if sink is None: return fn(q, k, v, score_mod=mod, block_mask=bm, scale=scale, enable_gqa=gqa, kernel_options=ko)
     if q.device.type == 'cpu': fn = flex_attention                          # compiled CPU flex cannot return the lse yet
-    out, aux = fn(q, k, v, score_mod=mod, block_mask=bm, scale=scale, enable_gqa=gqa, return_aux=AuxRequest(lse=True))
+    out, aux = fn(q, k, v, score_mod=mod, block_mask=bm, scale=scale, enable_gqa=gqa, kernel_options=ko, return_aux=AuxRequest(lse=True))
     # sinks: softmax over [scores, sink] = softmax(scores) * sigmoid(lse - sink)
     return out * torch.sigmoid(aux.lse - sink.view(1, -1, 1).to(aux.lse.dtype)).unsqueeze(-1).to(out.dtype)
 

@@ -150,14 +150,14 @@ class LHT(AutoShimMixin, PreTrainedModel):
         return self.router(h)
 
     def anchored(self, h:torch.Tensor, bounds:list):
-        "Insert anchors: `(seq (B, T', d), mask, positions (B, T'), token_index (B, T))`; T' is the longest row (past 1024, rounded up to a multiple of 128)."
+        "Insert anchors: `(seq (B, T', d), mask, positions (B, T'), token_index (B, T))`; T' is the longest row (on a GPU or past 1024, rounded up to a multiple of 128)."
         c, (B, T, d) = self.config, h.shape
         lev = router_level_ids(bounds)                                       # (B, K, T) coarse → fine
         if c.doc_token: lev = torch.cat([torch.zeros_like(lev[:, :1]), lev], 1)
         first = 0 if c.doc_token else 1
         rows = [insert_anchors(lev[b].cpu(), list(range(lev.shape[1]))) for b in range(B)]
         longest = max(len(r[1]) for r in rows)
-        Tp = -(-longest // 128) * 128 if longest > 1024 else longest        # long rows: a length that recurs (compiled kernels are reused)
+        Tp = -(-longest // 128) * 128 if longest > 1024 or h.is_cuda else longest   # GPU or long rows: a length that recurs (compiled flex kernels are reused)
         K1 = lev.shape[1]
         L = torch.zeros(B, K1, Tp, dtype=torch.long); A = torch.full((B, Tp), -1, dtype=torch.long)
         S = torch.full((B, Tp), -1, dtype=torch.long); valid = torch.zeros(B, Tp, dtype=torch.bool)

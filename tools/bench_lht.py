@@ -7,15 +7,19 @@
 3. Speed and memory: one training step (forward + backward, batch 1) at 1k, 2k, 4k and 8k tokens, LHT vs the dense
    encoder; each in its own process (peak resident memory is that process's).
 
-    python tools/bench_lht.py [--steps 300] [--ablations] [--wikitext] [--skip-speed] [--skip-quality]
+    python tools/bench_lht.py [--steps 300] [--seeds 3] [--ablations] [--wikitext] [--skip-speed] [--skip-quality]
 """
 import argparse, json, math, os, resource, subprocess, sys, time
 from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-ABLATIONS = {'1 level': ['model.n_levels=1', 'model.target_ratios=[36.0]', 'model.ratio_weights=[0.1]'],
-             '3 levels': ['model.n_levels=3', 'model.target_ratios=[36.0,5.0,3.0]', 'model.ratio_weights=[0.1,0.1,0.1]'],
+def ablations():
+    "Variants of `lht-synthetic` (config overrides); the level-count rows keep the preset's ratio-loss weight."
+    from hierlm.core import load_config
+    w = load_config('lht-synthetic').model.ratio_weights[0]
+    return {'1 level': ['model.n_levels=1', 'model.target_ratios=[36.0]', f'model.ratio_weights=[{w}]'],
+             '3 levels': ['model.n_levels=3', 'model.target_ratios=[36.0,5.0,3.0]', f'model.ratio_weights=[{w},{w},{w}]'],
              'routers after layer 2': ['model.router_layer=2'], 'window 4': ['model.window=4'], 'window 64': ['model.window=64'],
              'neighbours 0': ['model.neighbours=0'], 'neighbours 2': ['model.neighbours=2'], 'no [DOC] token': ['model.doc_token=false'],
              'no soft-segmentation gradient': ['model.segment_grad=0'], 'routers from the ratio loss only': ['model.router_grad=ratio'],
@@ -104,6 +108,7 @@ def pictures(res):
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument('--child'); ap.add_argument('--steps', type=int, default=300)
     ap.add_argument('--wikitext', action='store_true', help='also the quality table on lht-wikitext (needs $HIERLM_DATA)')
+    ap.add_argument('--seeds', type=int, default=0, help='also train the learned structure at seeds 1..N-1 (seed 0 is the quality row)')
     ap.add_argument('--ablations', action='store_true'); ap.add_argument('--skip-speed', action='store_true'); ap.add_argument('--skip-quality', action='store_true')
     a = ap.parse_args()
     if a.child: return speed_child(*json.loads(a.child))
@@ -128,6 +133,16 @@ def main():
         for st in ('learned', 'gold', 'fixed'):
             c.append(f'| {st} | ' + ' | '.join(f"{res[st]['cut'][k][0]:.2f}" if k in res[st]['cut'] else '-' for k in cats) + ' |')
         sections['Where the MLM loss wants unit starts'] = '\n'.join(c)
+    if a.seeds > 1:
+        runs = {0: res['learned']} if not a.skip_quality else {}
+        runs.update({s: train([f'seed={s}'], a.steps, f'seed{s}') for s in range(a.seeds) if s not in runs})
+        rows = [f'**Seeds** (learned structure, `lht-synthetic` as above with `seed=` each value, {a.steps} steps; the seed sets the initialisation, '
+                'the masking, the batch order and the synthetic documents (same generator)):', '',
+                '| seed | val MLM loss | level 1 P / R / F1 / F1 ±1 (tokens per unit) | level 2 P / R / F1 / F1 ±1 (tokens per unit) |', '|---:|---:|---|---|']
+        rows += [f"| {s} | {r['val_loss']:.3f} | {fmt_rep(r, 1)} | {fmt_rep(r, 2)} |" for s, r in sorted(runs.items())]
+        f1 = [r['report1']['level1']['f1'] for r in runs.values()]
+        rows += ['', f'Level-1 F1 within ±1 over {len(f1)} seeds: mean {sum(f1) / len(f1):.2f}, lowest {min(f1):.2f}.']
+        sections['Seeds'] = '\n'.join(rows)
     if a.wikitext:
         res = {st: train([f'model.structure={st}'], a.steps, 'wikitext-' + st, 'lht-wikitext') for st in ('learned', 'gold', 'fixed', 'dense')}
         cfg = res['gold']['trainer'].cfg
@@ -138,12 +153,12 @@ def main():
     if a.ablations:
         rows = ['**Ablations** (learned structure, `lht-synthetic`, each for the same steps; level-1 F1 against gold sentences):', '',
                 '| variant | val MLM loss | level 1 P / R / F1 / F1 ±1 (tokens per unit) |', '|---|---:|---|']
-        for name, extra in {'baseline (2 levels, routers after layer 1, window 16, ±1, [DOC], soft-segmentation gradient)': [], **ABLATIONS}.items():
+        for name, extra in {'baseline (2 levels, routers after layer 1, window 16, ±1, [DOC], soft-segmentation gradient)': [], **ablations()}.items():
             r = train(extra, a.steps, 'abl-' + name.split(' (')[0].replace(' ', '-'))
             rows.append(f"| {name} | {r['val_loss']:.3f} | {fmt_rep(r, 1)} |")
         sections['Ablations'] = '\n'.join(rows)
     if not a.skip_speed: sections['Training step vs sequence length'] = '\n'.join(speed())
-    order = ['Learned structure vs baselines', 'Where the MLM loss wants unit starts', 'Learned structure vs baselines on WikiText-2', 'Ablations', 'Training step vs sequence length']
+    order = ['Learned structure vs baselines', 'Seeds', 'Where the MLM loss wants unit starts', 'Learned structure vs baselines on WikiText-2', 'Ablations', 'Training step vs sequence length']
     lines += [sections[k] for k in order if k in sections] + [v for k, v in sections.items() if k not in order]   # hand-written notes stay
     out.write_text('\n\n'.join(lines) + '\n'); print('\n\n'.join(lines)); print(f'wrote {out}')
 
