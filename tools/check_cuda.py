@@ -10,7 +10,7 @@
 
     python tools/check_cuda.py [--budget 360] [--dry] [--sections parity,train,lht,attn]
 """
-import argparse, json, math, os, shutil, sys, time, traceback, warnings
+import argparse, json, os, shutil, sys, time, traceback
 from pathlib import Path
 import torch
 
