@@ -25,16 +25,24 @@ def ablations():
              'no soft-segmentation gradient': ['model.segment_grad=0'], 'routers from the ratio loss only': ['model.router_grad=ratio'],
              'control: corpus without registers': ['data.synthetic_registers=false']}
 
-def speed_child(structure, T):
-    from hierlm.lht import build_lht, LHTConfig
+def lht_step(structure, T, device='cpu', dtype=torch.float32):
+    "One training step (forward + backward, batch 1) of `lht-synthetic` with `structure`, at initialisation, on T random tokens."
+    from hierlm.lht import build_lht
     from hierlm.core import load_config
-    torch.set_num_threads(2); torch.manual_seed(0)
-    mc = load_config('lht-synthetic', [f'model.structure={structure}']).model
-    m = build_lht(mc, 64).train(); m.config.mlm_mask_id = 63
-    x = torch.randint(0, 63, (1, T))
-    ts = []
+    torch.manual_seed(0)
+    m = build_lht(load_config('lht-synthetic', [f'model.structure={structure}']).model, 64).to(device).train(); m.config.mlm_mask_id = 63
+    x = torch.randint(0, 63, (1, T), device=device)
+    def step():
+        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype != torch.float32):
+            loss = m(input_ids=x, targets=x).loss
+        loss.backward(); m.zero_grad(set_to_none=True)
+    return step
+
+def speed_child(structure, T):
+    torch.set_num_threads(2)
+    step, ts = lht_step(structure, T), []
     for i in range(3):
-        t0 = time.perf_counter(); m(input_ids=x, targets=x).loss.backward(); m.zero_grad(set_to_none=True)
+        t0 = time.perf_counter(); step()
         if i: ts.append(time.perf_counter() - t0)
     print(json.dumps({'s': sorted(ts)[0], 'rss_gb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
 
@@ -144,9 +152,9 @@ def main():
         rows += ['', f'Level-1 F1 within ±1 over {len(f1)} seeds: mean {sum(f1) / len(f1):.2f}, lowest {min(f1):.2f}.']
         sections['Seeds'] = '\n'.join(rows)
     if a.wikitext:
-        res = {st: train([f'model.structure={st}'], a.steps, 'wikitext-' + st, 'lht-wikitext') for st in ('learned', 'gold', 'fixed', 'dense')}
-        cfg = res['gold']['trainer'].cfg
-        sections['Learned structure vs baselines on WikiText-2'] = quality_table(res,
+        wres = {st: train([f'model.structure={st}'], a.steps, 'wikitext-' + st, 'lht-wikitext') for st in ('learned', 'gold', 'fixed', 'dense')}
+        cfg = wres['gold']['trainer'].cfg
+        sections['Learned structure vs baselines on WikiText-2'] = quality_table(wres,
             f'**Learned structure vs baselines on WikiText-2** (`lht-wikitext`: articles as documents, sections and sentences, '
             f'{cfg.data.vocab_size // 1024}k BPE trained locally, blocks of {cfg.data.block_size}, batch {cfg.data.batch_size}, d={cfg.model.d_model}, '
             f'{a.steps} steps each; validation on 16 blocks; cells as above):')
@@ -154,7 +162,8 @@ def main():
         rows = ['**Ablations** (learned structure, `lht-synthetic`, each for the same steps; level-1 F1 against gold sentences):', '',
                 '| variant | val MLM loss | level 1 P / R / F1 / F1 ±1 (tokens per unit) |', '|---|---:|---|']
         for name, extra in {'baseline (2 levels, routers after layer 1, window 16, ±1, [DOC], soft-segmentation gradient)': [], **ablations()}.items():
-            r = train(extra, a.steps, 'abl-' + name.split(' (')[0].replace(' ', '-'))
+            if not extra and not a.skip_quality: r = res['learned']            # the baseline is the learned row above: same config, same seed
+            else: r = train(extra, a.steps, 'abl-' + name.split(' (')[0].replace(' ', '-'))
             rows.append(f"| {name} | {r['val_loss']:.3f} | {fmt_rep(r, 1)} |")
         sections['Ablations'] = '\n'.join(rows)
     if not a.skip_speed: sections['Training step vs sequence length'] = '\n'.join(speed())

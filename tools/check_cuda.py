@@ -16,27 +16,23 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench_attention import hierarchical_layout                            # the HDT layout the CPU attention benchmark uses
+from bench_lht import lht_step                                             # the LHT training step the CPU LHT benchmark times
 T0 = time.time()
-
-def hier_layout(T):
-    "Docs of ~2048 tokens, sections of 8 sentences of 32 tokens, anchors at every level (as tools/bench_attention.py)."
-    from hierlm.masks import insert_anchors
-    t = torch.arange(T); sent = t // 32
-    lev, al, _ = insert_anchors(torch.stack([t // 2048, sent // 8, sent]))
-    return lev[:, :T], al[:T]
 
 def masks(T, dev):
     "Each mask family at length T, with the extra arguments it needs: (name, mask, sink?, coords?)."
     from hierlm.masks import hierarchical_mask, block_diffusion_mask, plan_execute_mask, sliding_window_mask, causal_mask
-    lev, al = (t.to(dev) for t in hier_layout(T))                      # a mask's tensors live where the attention runs
+    lev, al = (t.to(dev) for t in hierarchical_layout(T))              # a mask's tensors live where the attention runs
+    hm = hierarchical_mask(lev, al, neighbours=1)
     q = T // 8; p = (T - q) // 4 // 32 * 32; e = (T - q - 2 * p) // 2 // 32 * 32
     coords = torch.cumsum(torch.rand(1, T) < 0.1, 1).float()             # non-decreasing unit coordinates
-    return [('hierarchical', hierarchical_mask(lev, al, neighbours=1), False, None),
+    return [('hierarchical', hm, False, None),
             ('block diffusion', block_diffusion_mask(T // 2, 64), False, None),
             ('plan / execute', plan_execute_mask(T - 2 * p - 2 * e, p, e, 32), False, None),
             ('sliding window (causal, 128)', sliding_window_mask(128, causal=True), False, None),
             ('causal + sinks', causal_mask(), True, None),
-            ('hierarchical + distance bias', hierarchical_mask(lev, al, neighbours=1), False, coords)]
+            ('hierarchical + distance bias', hm, False, coords)]
 
 def parity(dev, T, backends):
     from hierlm.attention import attention
@@ -116,8 +112,6 @@ def peak_reset(dev):
 def peak_gb(dev): return torch.cuda.max_memory_allocated() / 2**30 if dev.type == 'cuda' else float('nan')
 
 def lht_speed(dev, sizes, budget):
-    from hierlm.lht import build_lht
-    from hierlm.core import load_config
     rows = ['**LHT training step vs sequence length** (batch 1, forward + backward, bf16 autocast; `lht-synthetic` dimensions, '
             'learned structure at initialisation; median of 3 after a compiling warm-up; peak = max allocated GPU memory):', '',
             '| tokens | LHT step | LHT peak | dense step | dense peak | LHT vs dense |', '|---:|---:|---:|---:|---:|---:|']
@@ -126,14 +120,9 @@ def lht_speed(dev, sizes, budget):
         r = {}
         for st in ('learned', 'dense'):
             try:
-                torch.manual_seed(0); peak_reset(dev)
-                m = build_lht(load_config('lht-synthetic', [f'model.structure={st}']).model, 64).to(dev).train(); m.config.mlm_mask_id = 63
-                x = torch.randint(0, 63, (1, T), device=dev)
-                def step():
-                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == 'cuda'):
-                        loss = m(input_ids=x, targets=x).loss
-                    loss.backward(); m.zero_grad(set_to_none=True)
-                r[st] = (timed(step, 3, dev), peak_gb(dev)); del m
+                peak_reset(dev)
+                step = lht_step(st, T, dev, torch.bfloat16 if dev.type == 'cuda' else torch.float32)
+                r[st] = (timed(step, 3, dev), peak_gb(dev)); del step
             except Exception as ex: r[st] = str(ex).splitlines()[0][:60]
         f = lambda v: f'{v[0] * 1e3:.1f} ms | {v[1]:.2f} GB' if isinstance(v, tuple) else f'fails: {v} |'
         ratio = f"{r['dense'][0] / r['learned'][0]:.2f}×" if all(isinstance(v, tuple) for v in r.values()) else '-'
@@ -147,7 +136,7 @@ def attention_speed(dev, sizes, budget):
             'peak = max allocated GPU memory):', '', '| T | flex | flex peak | sdpa (dense mask) | sdpa peak | flex vs sdpa |', '|---:|---:|---:|---:|---:|---:|']
     for T in sizes:
         if time.time() - T0 > budget: rows.append(f'| {T} | skipped: time budget | | | | |'); break
-        lev, al = (t.to(dev) for t in hier_layout(T)); cm = hierarchical_mask(lev, al, neighbours=1).compile(T, T, 1, 8, dev)
+        lev, al = (t.to(dev) for t in hierarchical_layout(T)); cm = hierarchical_mask(lev, al, neighbours=1).compile(T, T, 1, 8, dev)
         x = [torch.randn(1, 8, T, 64, device=dev, dtype=torch.bfloat16, requires_grad=True) for _ in range(3)]
         r = {}
         for be in ('flex', 'sdpa'):
