@@ -7,8 +7,9 @@ Docs: https://hierlm.github.io/hierlm/core.html.md"""
 # %% auto #0
 __all__ = ['MODEL_CONFIGS', 'MODEL_MODULES', 'DTYPES', 'ConfigError', 'ModelConfig', 'register_model_config', 'DataConfig',
            'TrainConfig', 'EvalConfig', 'Config', 'from_dict', 'apply_overrides', 'list_presets', 'resolve_config_path',
-           'load_config', 'config_to_dict', 'atomic_write_text', 'atomic_dir', 'save_config', 'seed_everything',
-           'get_device', 'get_dtype', 'autocast', 'project_root', 'figures_dir', 'save_figure', 'run_dir']
+           'load_config', 'config_to_dict', 'atomic_write_text', 'atomic_dir', 'quiet_transformers', 'save_config',
+           'seed_everything', 'get_device', 'get_dtype', 'autocast', 'project_root', 'figures_dir', 'save_figure',
+           'resolve_path', 'run_dir']
 
 # %% ../nbs/00_core.ipynb #8e77ef7d
 import dataclasses, difflib, os, random, shutil, tempfile, types, contextlib
@@ -79,7 +80,7 @@ class TrainConfig:
     log_every: int = 10
     ckpt_every: int = 500
     keep_last: int = 2                 # checkpoints kept on disk
-    wandb: Literal['offline', 'online', 'disabled'] = 'offline'
+    wandb: Literal['offline', 'online', 'disabled'] = 'disabled'   # log to wandb only when asked (offline: ./wandb in the run)
     muon_lr: float = 0.02              # Muon: learning rate of the 2-D hidden weights
     grad_checkpoint: bool = False      # recompute activations in the backward pass to save memory
     seq_len_warmup: int = 0            # curriculum: steps over which the sequence length grows to data.block_size
@@ -218,6 +219,7 @@ def apply_overrides(d:dict, overrides:list, sources:dict) -> dict:
         *path, last = key.split('.')
         cur = d
         for i, p in enumerate(path):
+            if p not in cur: sources.setdefault('.'.join(path[:i+1]), 'command line')   # a section the file lacks
             nxt = cur.setdefault(p, {})
             if not isinstance(nxt, dict):
                 raise ConfigError(f"command line: '{'.'.join(path[:i+1])}' is a value, not a section, so '{key}' is not a key")
@@ -265,11 +267,16 @@ def config_to_dict(cfg) -> dict:
     "A plain nested dict of a config dataclass (what `save_config` writes)."
     return dataclasses.asdict(cfg)
 
+def _umask() -> int:
+    m = os.umask(0); os.umask(m)
+    return m
+
 def atomic_write_text(path, text:str):
     "Write `text` to `path` through a temporary file and a rename, so a crash never leaves half a file."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
+        os.fchmod(fd, 0o666 & ~_umask())                                  # mkstemp makes 0600: give a normal file's mode
         with os.fdopen(fd, 'w') as f: f.write(text)
         os.replace(tmp, path)
     except BaseException:
@@ -283,11 +290,24 @@ def atomic_dir(dest):
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f'.{dest.name}.tmp-'))
     try:
         yield tmp
+        for p in [tmp, *tmp.rglob('*')]:                                  # mkdtemp (and transformers' writers) make 0700 / 0600:
+            if not p.is_symlink(): os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~_umask())   # give a normal write's modes
         if dest.exists(): shutil.rmtree(dest)
         os.replace(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+@contextlib.contextmanager
+def quiet_transformers():
+    "Silence transformers' progress bars and info/warning logs inside the block (loading or saving a model)."
+    from transformers.utils import logging as hf_logging
+    bars, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    hf_logging.disable_progress_bar(); hf_logging.set_verbosity_error()
+    try: yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars: hf_logging.enable_progress_bar()
 
 def save_config(cfg, path):
     "Write the resolved config as YAML (atomically); `load_config(path)` reads it back."
@@ -355,8 +375,15 @@ def save_figure(fig, name:str, dpi:int=110) -> Path: # file name, e.g. 'masks.pn
     os.replace(tmp, path)
     return path
 
+def resolve_path(path) -> Path:
+    "An absolute path for `path`: as given from the working directory, else from the repository root if found there."
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists(): return p.resolve()
+    root = project_root()
+    return (root/p).resolve() if root and (root/p).exists() else p.resolve()
+
 def run_dir(cfg, suffix:str='') -> Path:
-    "Run directory `<out_dir>/<name><suffix>`; a relative `out_dir` is taken from the repository root when there is one."
+    "Run directory `<out_dir>/<name><suffix>`; a relative `out_dir` is taken from $HIERLM_RUNS, else the repository root."
     base = Path(cfg.out_dir).expanduser()
-    if not base.is_absolute(): base = (project_root() or Path.cwd())/base
+    if not base.is_absolute(): base = Path(os.environ.get('HIERLM_RUNS') or project_root() or Path.cwd())/base
     return base/f'{cfg.name}{suffix}'

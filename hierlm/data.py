@@ -24,7 +24,7 @@ import numpy as np, torch
 from torch.utils.data import Dataset, IterableDataset, DataLoader
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
 from transformers import PreTrainedTokenizerFast, AutoTokenizer
-from .core import ConfigError, DataConfig, load_config, save_figure, atomic_dir
+from .core import ConfigError, DataConfig, load_config, save_figure, atomic_dir, resolve_path, project_root
 
 # %% ../nbs/01_data.ipynb #e7b21596
 class CorpusError(FileNotFoundError):
@@ -35,9 +35,9 @@ BUILTIN_FILES = {'tiny_shakespeare': {'all': 'tiny_shakespeare/input.txt'},
                  'gsm8k': {s: f'gsm8k/{s}.jsonl' for s in ('train', 'test')}}
 
 def data_dir(path:Optional[str]=None) -> Optional[Path]:
-    "The data directory: `path` if given, else $HIERLM_DATA, else None."
+    "The data directory, absolute: `path` if given, else $HIERLM_DATA, else None (relative: from cwd, else the repo root)."
     p = path or os.environ.get('HIERLM_DATA')
-    return Path(p).expanduser() if p else None
+    return resolve_path(p) if p else None
 
 def builtin_path(corpus:str, split:str='all', path:Optional[str]=None) -> Path:
     "Path of a built-in corpus file, with an error that says how to provide it when it is missing."
@@ -48,7 +48,10 @@ def builtin_path(corpus:str, split:str='all', path:Optional[str]=None) -> Path:
                           f"so that {rel} is inside it (or use data.corpus=synthetic, which needs no files)")
     f = d/rel
     if not f.exists():
-        raise CorpusError(f"corpus {corpus!r}: {f} does not exist. The data directory ({d}) should contain {rel}")
+        given = path or os.environ.get('HIERLM_DATA')
+        looked = '' if Path(given).expanduser().is_absolute() else \
+                 f" ({given!r} was looked for from {Path.cwd()} and from the repository root {project_root() or '(none found)'})"
+        raise CorpusError(f"corpus {corpus!r}: {f} does not exist. The data directory ({d}){looked} should contain {rel}")
     return f
 
 def have_data(corpus:str, path=None) -> bool:
@@ -379,7 +382,7 @@ def _corpus_key(dcfg:DataConfig, seed:int) -> dict:
     return {'files': [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files], 'field': dcfg.text_field}
 
 def _local_corpus_file(c:str) -> Path:
-    p = Path(c).expanduser()
+    p = resolve_path(c)
     if not p.is_file():
         raise CorpusError(f"data.corpus={c!r} is neither a built-in corpus (tiny_shakespeare, wikitext-2, synthetic), "
                           f"an existing .txt/.jsonl file, nor hf:NAME")

@@ -6,16 +6,16 @@ Docs: https://hierlm.github.io/hierlm/train.html.md"""
 
 # %% auto #0
 __all__ = ['MODEL_BUILDERS', 'newton_schulz', 'MuonAdamW', 'build_optimizer', 'lr_multiplier', 'BatchStream', 'TrainingDiverged',
-           'build_model', 'Trainer', 'model_card', 'plot_metrics']
+           'CheckpointDamaged', 'build_model', 'Trainer', 'model_card', 'plot_metrics']
 
 # %% ../nbs/10_train.ipynb #75eed542
-import hashlib, json, math, os, random, shutil, tempfile, time
+import hashlib, json, math, os, random, shutil, sys, tempfile, time
 from pathlib import Path
 from typing import Optional
 import numpy as np, torch, torch.nn as nn
 from safetensors.torch import save_file, load_file
 from .core import (Config, ConfigError, seed_everything, get_device, get_dtype, autocast, save_config, run_dir,
-                         atomic_write_text, atomic_dir, config_to_dict)
+                         atomic_write_text, atomic_dir, config_to_dict, quiet_transformers)
 from .data import prepare_data, PackedBlocks
 
 # %% ../nbs/10_train.ipynb #5b6a06ed
@@ -104,6 +104,9 @@ class BatchStream:
 class TrainingDiverged(RuntimeError):
     "The loss or the gradients became NaN/Inf."
 
+class CheckpointDamaged(OSError):
+    "A checkpoint's files are missing, cut short or unreadable."
+
 MODEL_BUILDERS = {'decoder': ('hierlm.decoder', 'build_decoder'), 'bdh': ('hierlm.bdh', 'build_bdh'), 'lht': ('hierlm.lht', 'build_lht'), 'diffusion': ('hierlm.diffusion', 'build_diffusion')}
 
 def build_model(mc, vocab_size:int) -> nn.Module:
@@ -177,28 +180,59 @@ class Trainer:
         self.last_ckpt = final
         for old in self.checkpoints()[:-self.cfg.train.keep_last]: shutil.rmtree(old)
 
+    def _read_checkpoint(self, ck:Path) -> tuple:
+        "Weights, trainer state and recurrent state of checkpoint `ck`, or `CheckpointDamaged` if a file is missing or cut."
+        try:
+            weights = load_file(str(ck/'model.safetensors'))
+            st = torch.load(ck/'state.pt', weights_only=True)                # no pickles from files
+            missing = [k for k in ('step', 'optimizer', 'scheduler', 'scaler', 'rng') if k not in st]
+            if missing: raise KeyError(f"state.pt lacks {', '.join(missing)}")
+            rs = ck/'recurrent_state.safetensors'
+            state = load_file(str(rs), device=str(self.device)) if rs.exists() else None
+        except Exception as e:                                                # any failure to *read* a file: damaged
+            raise CheckpointDamaged(f"checkpoint {ck} is damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+        return weights, st, state
+
     def resume(self) -> bool:
-        "Restore model, optimizer, schedule, scaler, RNG and step from the newest checkpoint, if any."
+        "Restore model, optimizer, schedule, scaler, RNG and step from the newest intact checkpoint, if any."
         cks = self.checkpoints()
         if not cks: return False
-        ck = cks[-1]
         self._check_same_run()
-        try:
-            missing, _ = self.model.load_state_dict(load_file(str(ck/'model.safetensors')), strict=False)
-            if hasattr(self.model, 'tie_weights'): self.model.tie_weights()
-            st = torch.load(ck/'state.pt', weights_only=True)                # no pickles from files
-            self.opt.load_state_dict(st['optimizer'])
-        except (ValueError, RuntimeError, KeyError) as e:
-            raise ConfigError(f"checkpoint {ck} does not fit this model ({str(e).splitlines()[0]}); was it written by another "
-                              f"version of the code? Train into a new directory (--out), or pass train.resume=false") from e
-        if (ck/'recurrent_state.safetensors').exists():
-            self.state = type(self.model.new_cache()).from_tensors(load_file(str(ck/'recurrent_state.safetensors'), device=str(self.device)))
-        self.sched.load_state_dict(st['scheduler'])
-        self.scaler.load_state_dict(st['scaler']); _set_rng_state(st['rng'])
-        self.step, self.last_ckpt = st['step'], ck
-        self._truncate_metrics()
-        print(f'resumed from {ck} (step {self.step})')
-        return True
+        for ck in reversed(cks):
+            try: weights, st, state = self._read_checkpoint(ck)
+            except CheckpointDamaged as e:
+                aside = ck.with_name(f'damaged-{ck.name}')                    # out of `checkpoints()` and of keep_last's count
+                shutil.rmtree(aside, ignore_errors=True); os.replace(ck, aside)
+                print(f'hierlm: warning: {e}; moved it to {aside.name} and trying the one before', file=sys.stderr)
+                continue
+            try:
+                self.model.load_state_dict(weights, strict=False)
+                if hasattr(self.model, 'tie_weights'): self.model.tie_weights()
+                self.opt.load_state_dict(st['optimizer'])
+            except (ValueError, RuntimeError, KeyError) as e:
+                raise ConfigError(f"checkpoint {ck} does not fit this model ({str(e).splitlines()[0]}); was it written by "
+                                  f"another version of the code? Train into a new directory (--out), or pass "
+                                  f"train.resume=false") from e
+            if state is not None: self.state = type(self.model.new_cache()).from_tensors(state)
+            self.sched.load_state_dict(st['scheduler'])
+            self.scaler.load_state_dict(st['scaler']); _set_rng_state(st['rng'])
+            self.step, self.last_ckpt = st['step'], ck
+            self._truncate_metrics()
+            print(f'resumed from {ck} (step {self.step})')
+            return True
+        raise ConfigError(f"every checkpoint in {self.ckpt_dir} is damaged (moved aside as damaged-step-*): delete them "
+                          f"and pass train.resume=false to start this run afresh, or train into a new directory (--out)")
+
+    def _start_fresh(self):
+        "Step 0 in a used run directory: drop the metrics and checkpoints of an earlier attempt that nothing resumes."
+        f, cks = self.dir/'metrics.jsonl', self.checkpoints()
+        n = len(f.read_text().splitlines()) if f.exists() else 0
+        if not (n or cks): return
+        why = 'train.resume=false' if not self.cfg.train.resume else 'no checkpoint to resume from'
+        print(f'{self.dir}: {why}, so this run starts fresh (dropping {n} metric lines and {len(cks)} checkpoints '
+              f'of an earlier attempt)')
+        if f.exists(): f.unlink()
+        for ck in cks: shutil.rmtree(ck)
 
     RESUMABLE_CHANGES = ('name', 'description', 'device', 'out_dir', 'train.max_steps', 'train.log_every', 'train.ckpt_every',
                          'train.keep_last', 'train.wandb', 'train.resume', 'train.compile', 'eval.')   # may differ between a run and its resume
@@ -263,16 +297,19 @@ class Trainer:
         return wandb.init(project='hierlm', name=self.cfg.name, dir=str(self.dir), mode=mode, config=config_to_dict(self.cfg),
                           resume='allow', id=f"{self.cfg.name}-{hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:8]}")
 
-    def fit(self, stop_at:Optional[int]=None):
+    def fit(self, stop_at:Optional[int]=None, # stop after this step, as an interruption would
+            progress:str='auto'): # 'bar' (tqdm), 'log' (a printed line now and then), 'none'; 'auto': see `_progress_mode`
         "Train to `train.max_steps` (or stop after step `stop_at`, as an interruption would)."
         from tqdm.auto import tqdm
         cfg, tc = self.cfg, self.cfg.train
+        if self.step == 0 and self.last_ckpt is None: self._start_fresh()
         self.dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.dir/'config.yaml')
         self.wandb = self._init_wandb()
         self.model.train()
-        bar = tqdm(total=tc.max_steps, initial=self.step, desc=cfg.name, disable=True if os.environ.get('IN_TEST') else None)   # None: off when not a terminal
-        t0, tokens = time.time(), 0
+        mode = _progress_mode(progress)
+        bar = tqdm(total=tc.max_steps, initial=self.step, desc=cfg.name, disable=mode != 'bar')
+        t0, tokens, step0 = time.time(), 0, self.step
         while self.step < tc.max_steps:
             T = self.seq_len()
             total = 0.0
@@ -299,7 +336,10 @@ class Trainer:
                 if hasattr(self.model, 'train_metrics'): rec.update(self.model.train_metrics())   # e.g. MoE drops, BDH sparsity
             if self.step % cfg.eval.eval_every == 0 or self.step == tc.max_steps:
                 rec = {**(rec or {'step': self.step}), **self.evaluate()}
-            if rec: rec['tokens_per_s'] = tokens / (time.time() - t0); self._log(rec)
+            if rec:
+                rec['tokens_per_s'] = tokens / (time.time() - t0); self._log(rec)
+                if mode == 'log' and ('val_loss' in rec or self.step % _log_interval(tc) == 0):
+                    print(_progress_line(rec, tc.max_steps, step0, time.time() - t0), flush=True)
             if self.step % tc.ckpt_every == 0: self.save_checkpoint()
             if stop_at is not None and self.step >= stop_at: bar.close(); return self
         bar.close()
@@ -311,15 +351,35 @@ class Trainer:
         metrics = [json.loads(l) for l in (self.dir/'metrics.jsonl').read_text().splitlines() if l.strip()]
         val = [m for m in metrics if 'val_loss' in m]
         self.last_eval = val[-1] if val else {}                              # the final validation (`hierlm train` prints it)
-        with atomic_dir(self.dir/'final') as tmp:
+        with atomic_dir(self.dir/'final') as tmp, quiet_transformers():
             self.model.save_pretrained(tmp); self.tok.save_pretrained(tmp)
             (tmp/'README.md').write_text(model_card(self.cfg, self.step, self.last_eval, sum(p.numel() for p in self.model.parameters())))
         plot_metrics(metrics, self.dir/'figures'/'loss.png', title=self.cfg.name)
         if self.wandb: self.wandb.finish()
 
+def _progress_mode(progress:str) -> str:
+    "'auto': nothing under nbdev-test, a tqdm bar in a terminal or Jupyter, else (a log file, a pipe) printed lines."
+    if progress != 'auto': return progress
+    if os.environ.get('IN_TEST'): return 'none'
+    return 'bar' if sys.stderr.isatty() or 'ipykernel' in sys.modules else 'log'
+
+def _log_interval(tc) -> int:
+    "Steps between printed progress lines: about 20 per run, on `log_every` boundaries."
+    return max(tc.log_every, round(tc.max_steps / 20 / tc.log_every) * tc.log_every)
+
+def _progress_line(rec:dict, max_steps:int, step0:int, elapsed:float) -> str:
+    "One line of progress: step, losses, speed, time so far and time left."
+    done = rec['step'] - step0
+    eta = elapsed / done * (max_steps - rec['step']) if done else 0
+    hms = lambda s: time.strftime('%H:%M:%S', time.gmtime(s))
+    val = f"  val_loss {rec['val_loss']:.4f}" if 'val_loss' in rec else ''
+    loss = f"  loss {rec['loss']:.4f}" if 'loss' in rec else ''
+    return (f"step {rec['step']:>{len(str(max_steps))}}/{max_steps}{loss}{val}  {rec['tokens_per_s']:,.0f} tokens/s  "
+            f"elapsed {hms(elapsed)}  left {hms(eta)}")
+
 def model_card(cfg, steps:int, last_eval:dict, n_params:int) -> str:
     "A short model card: what was trained on what, for how long, and how well."
-    ev = ', '.join(f'{k} {v:.4f}' for k, v in last_eval.items() if k != 'step') or 'not evaluated'
+    ev = ', '.join(f'{k} {v:.4f}' for k, v in last_eval.items() if k.startswith('val_')) or 'not evaluated'
     return (f"---\nlibrary_name: transformers\ntags: [hierlm, {cfg.model.arch}]\n---\n# {cfg.name}\n\n"
             f"A hierlm `{cfg.model.arch}` model ({n_params/1e6:.2f}M parameters) trained with hierlm.\n\n"
             f"- training data: `{cfg.data.corpus}` ({cfg.data.tokenizer} tokenizer), block size {cfg.data.block_size}\n"
