@@ -364,8 +364,8 @@ def _progress_mode(progress:str) -> str:
     return 'bar' if sys.stderr.isatty() or 'ipykernel' in sys.modules else 'log'
 
 def _log_interval(tc) -> int:
-    "Steps between printed progress lines: about 20 per run, on `log_every` boundaries."
-    return max(tc.log_every, round(tc.max_steps / 20 / tc.log_every) * tc.log_every)
+    "Steps between printed progress lines: about 10 per run, on `log_every` boundaries."
+    return max(tc.log_every, round(tc.max_steps / 10 / tc.log_every) * tc.log_every)
 
 def _progress_line(rec:dict, max_steps:int, step0:int, elapsed:float) -> str:
     "One line of progress: step, losses, speed, time so far and time left."

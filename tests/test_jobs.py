@@ -10,6 +10,13 @@ def test_job_notebooks_have_a_parameters_cell():
         params = papermill.inspect_notebook(str(nb))
         assert params, f'{nb.name}: no cell tagged `parameters` (did nbdev-clean strip it? see allowed_cell_metadata_keys)'
 
+def test_every_job_parameter_is_visible_to_papermill():
+    "papermill drops a line with two `=` (e.g. in its comment): `-p` would then not show it in --help-notebook."
+    for nb in sorted((ROOT/'nbs').glob('8?_job_*.ipynb')):
+        cell = next(c for c in json.loads(nb.read_text())['cells'] if 'parameters' in c['metadata'].get('tags', []))
+        assigned = [l.split('=')[0].strip() for l in ''.join(cell['source']).splitlines() if '=' in l.split('#')[0]]
+        assert set(assigned) == set(papermill.inspect_notebook(str(nb))), f'{nb.name}: papermill does not see all of {assigned}'
+
 def test_papermill_parameters_take_effect():
     with tempfile.TemporaryDirectory() as t:
         out = Path(t)/'out'
