@@ -8,8 +8,8 @@ Docs: https://hierlm.github.io/hierlm/core.html.md"""
 __all__ = ['MODEL_CONFIGS', 'MODEL_MODULES', 'DTYPES', 'ConfigError', 'ModelConfig', 'register_model_config', 'DataConfig',
            'TrainConfig', 'EvalConfig', 'Config', 'from_dict', 'apply_overrides', 'list_presets', 'resolve_config_path',
            'load_config', 'config_to_dict', 'atomic_write_text', 'atomic_dir', 'quiet_transformers', 'save_config',
-           'seed_everything', 'get_device', 'get_dtype', 'autocast', 'project_root', 'figures_dir', 'save_figure',
-           'resolve_path', 'run_dir']
+           'seed_everything', 'get_device', 'get_dtype', 'autocast', 'project_root', 'short_path', 'figures_dir',
+           'save_figure', 'resolve_path', 'run_dir']
 
 # %% ../nbs/00_core.ipynb #8e77ef7d
 import dataclasses, difflib, os, random, shutil, tempfile, types, contextlib
@@ -359,6 +359,11 @@ def project_root(start=None):
         f = d/'pyproject.toml'
         if f.exists() and 'name = "hierlm"' in f.read_text(): return d
     return None
+
+def short_path(path) -> Path:
+    "`path` relative to the repository root when it lies inside it (for messages and saved outputs), else absolute."
+    p, root = Path(path).resolve(), project_root()
+    return p.relative_to(root) if root and p.is_relative_to(root) else p
 
 def figures_dir() -> Path:
     "Folder figures are saved to: $HIERLM_FIGURES, else `figures/` of the repository, else ./figures."

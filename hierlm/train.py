@@ -150,7 +150,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, len(self.tok)).to(self.device)
         if hasattr(self.model, 'use_tokenizer'): self.model.use_tokenizer(self.tok)   # e.g. a masked LM finds its [MASK] id
-        if tc.grad_checkpoint: self.model.gradient_checkpointing_enable()
+        if tc.grad_checkpoint:                                               # transformers 5.24 renamed it; older ones lack the new name
+            getattr(self.model, 'activation_checkpointing_enable', self.model.gradient_checkpointing_enable)()
         if tc.carry_state and not hasattr(self.model, 'new_cache'):
             raise ConfigError(f"train.carry_state needs a model with a recurrent state (e.g. model.arch=bdh); {cfg.model.arch!r} has none")
         self.forward = torch.compile(self.model) if tc.compile else self.model    # same parameters; saving uses self.model
@@ -190,7 +191,7 @@ class Trainer:
             rs = ck/'recurrent_state.safetensors'
             state = load_file(str(rs), device=str(self.device)) if rs.exists() else None
         except Exception as e:                                                # any failure to *read* a file: damaged
-            raise CheckpointDamaged(f"checkpoint {ck} is damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+            raise CheckpointDamaged(f"checkpoint {ck.relative_to(self.dir)} is damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
         return weights, st, state
 
     def resume(self) -> bool:
@@ -218,7 +219,7 @@ class Trainer:
             self.scaler.load_state_dict(st['scaler']); _set_rng_state(st['rng'])
             self.step, self.last_ckpt = st['step'], ck
             self._truncate_metrics()
-            print(f'resumed from {ck} (step {self.step})')
+            print(f'resumed from step {self.step} ({ck.relative_to(self.dir)})')
             return True
         raise ConfigError(f"every checkpoint in {self.ckpt_dir} is damaged (moved aside as damaged-step-*): delete them "
                           f"and pass train.resume=false to start this run afresh, or train into a new directory (--out)")
@@ -229,8 +230,8 @@ class Trainer:
         n = len(f.read_text().splitlines()) if f.exists() else 0
         if not (n or cks): return
         why = 'train.resume=false' if not self.cfg.train.resume else 'no checkpoint to resume from'
-        print(f'{self.dir}: {why}, so this run starts fresh (dropping {n} metric lines and {len(cks)} checkpoints '
-              f'of an earlier attempt)')
+        print(f'{why}, so this run starts fresh (dropping {n} metric lines and {len(cks)} checkpoints of an earlier '
+              f'attempt)')
         if f.exists(): f.unlink()
         for ck in cks: shutil.rmtree(ck)
 

@@ -48,5 +48,6 @@ def test_diffusion_jobs_train_evaluate_reload_and_sample(preset, corpus, extra):
         out = json.loads((Path(t)/'run.ipynb').read_text())
         text = ''.join(''.join(o.get('text', '')) for c in out['cells'] for o in c.get('outputs', []))
         assert 'perplexity <=' in text and 'with the cache' in text
+        assert 'step 3/3' in text and 'tokens/s' in text                  # the job shows its training progress
         assert ('exact match' in text) == (preset.startswith('hier'))
         assert (Path(t)/'run'/'final'/'model.safetensors').exists()
