@@ -27,8 +27,8 @@ run: install
 	$(BIN)/hierlm train synthetic-tiny
 	$(BIN)/hierlm generate runs/synthetic-tiny --prompt "Ka" --max-tokens 120
 
-test: install
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: install               # the venv's commands first on PATH, as if it were activated
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
 # CI: notebooks and the package they export are in sync (nbdev-export and nbdev-clean leave no diff)
 sync: install
