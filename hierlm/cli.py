@@ -133,21 +133,43 @@ def _record_exact_match(tr, n:int):
 def cmd_generate(args):
     "Generate text from a run directory (its final/ model) or a saved model folder, streaming it to the terminal."
     import importlib
-    from hierlm.core import MODEL_MODULES
-    for mod in MODEL_MODULES.values(): importlib.import_module(mod)       # registers every hierlm model with transformers
+    from hierlm.core import ARCHITECTURES
+    for a in ARCHITECTURES.values(): importlib.import_module(a.module)      # registers every hierlm model with transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from hierlm.generate import stream, SamplingConfig, prompt_ids
     p = model_folder(args.model)
-    kind = _load('config.json', p, lambda: json.loads((p/'config.json').read_text()).get('model_type'))
+    arch = _load('config.json', p, lambda: json.loads((p/'config.json').read_text()).get('arch'))
+    kind = ARCHITECTURES[arch].kind if arch in ARCHITECTURES else 'causal'  # a transformers model folder: causal
     tok = _load('tokenizer', p, lambda: AutoTokenizer.from_pretrained(p, local_files_only=True))
     sc = SamplingConfig(max_new_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                         repetition_penalty=args.repetition_penalty, stop=args.stop or [], seed=args.seed)
-    if kind == 'hierlm-diffusion': return _generate_diffusion(p, tok, sc, args)
+    if kind == 'diffusion': return _generate_diffusion(p, tok, sc, args)
+    if kind == 'masked': return _fill_masks(p, tok, sc, args)
     prompt_ids(tok, args.prompt)                                   # a prompt it cannot encode: `PromptError`, now
     model = _load('model', p, lambda: AutoModelForCausalLM.from_pretrained(p, local_files_only=True).eval())
     print(args.prompt, end='', flush=True)
     for nxt in stream(model, tok, args.prompt, sc): print(tok.decode([int(nxt[0])]), end='', flush=True)   # streamed
     print()
+
+def _fill_masks(p:Path, tok, sc, args):
+    "A masked LM (LHT) writes nothing left to right: it fills the `[MASK]` positions of the prompt, all at once."
+    import torch
+    from transformers import AutoModelForMaskedLM
+    from hierlm.generate import prompt_ids, filter_logits, pick
+    mask = tok.convert_tokens_to_ids('[MASK]')
+    ids = prompt_ids(tok, args.prompt)
+    if mask is None or mask == tok.unk_token_id or mask not in ids:
+        raise UsageError(f"{p} is a masked language model: it fills [MASK] positions of the prompt and does not "
+                         f"write left to right; put [MASK] where tokens should go, e.g. --prompt 'Ka[MASK][MASK] ru'")
+    model = _load('model', p, lambda: AutoModelForMaskedLM.from_pretrained(p, local_files_only=True).eval())
+    x = torch.tensor([ids])                                                 # (1, T)
+    try:
+        with torch.no_grad(): logits = model(input_ids=x).logits[0]        # (T, V)
+    except ValueError as e: raise UsageError(f'{p}: {e}') from None       # e.g. gold structure needs the corpus's ids
+    at = x[0] == mask
+    gen = torch.Generator().manual_seed(args.seed)
+    x[0, at] = pick(filter_logits(logits[at], sc), sc, gen)
+    print(tok.decode(x[0].tolist()))
 
 def _generate_diffusion(p:Path, tok, sc, args):
     "A diffusion LM writes block by block: the prompt fills whole blocks (or the question slot of a plan-then-execute model)."
