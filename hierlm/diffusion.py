@@ -97,6 +97,7 @@ class BlockDiffusionLM(AutoShimMixin, PreTrainedModel):
     main_input_name = 'input_ids'
     auto_class = 'AutoModelForMaskedLM'
     hierlm_module = 'hierlm.diffusion'
+    supports_gradient_checkpointing = True
     _tied_weights_keys = {'lm_head.weight': 'embed.weight'}
 
     def __init__(self, config:HierLMDiffusionConfig):
@@ -110,6 +111,7 @@ class BlockDiffusionLM(AutoShimMixin, PreTrainedModel):
         self.norm = nn.RMSNorm(c.d_model, eps=1e-5)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.register_buffer('noise_interval', torch.tensor([c.t_min, c.t_max]))   # training's [t_min, t_max]; saved, so a resume is exact
+        self.gradient_checkpointing = False                                  # set by activation_checkpointing_enable()
         self.post_init()
 
     def _init_weights(self, m):
@@ -131,7 +133,10 @@ class BlockDiffusionLM(AutoShimMixin, PreTrainedModel):
         "Logits `(B, T, V)` of the blocks over `ids` with an attention mask, RoPE positions and an optional KV cache."
         x = self.embed(ids)
         if mask is not None and cache is None: mask = mask.compile(ids.shape[1], ids.shape[1], ids.shape[0], self.config.n_heads, ids.device)
-        for blk in self.blocks: x = blk(x, mask, cache, positions)
+        for blk in self.blocks:
+            if self.gradient_checkpointing and self.training and cache is None and torch.is_grad_enabled():
+                x = self._gradient_checkpointing_func(blk.__call__, x, mask, None, positions)   # recomputed in backward
+            else: x = blk(x, mask, cache, positions)
         return self.lm_head(self.norm(x))
 
     def denoise(self, xt:torch.Tensor, x0:torch.Tensor, two_halves:Optional[bool]=None) -> torch.Tensor:

@@ -104,6 +104,7 @@ class LHT(AutoShimMixin, PreTrainedModel):
     auto_class = 'AutoModelForMaskedLM'
     hierlm_module = 'hierlm.lht'
     wants_level_ids = True                                                   # the trainer passes gold level ids (structure='gold', evaluation)
+    supports_gradient_checkpointing = True
     _tied_weights_keys = {'mlm_head.weight': 'embed.weight'}
 
     def __init__(self, config:HierLMLHTConfig):
@@ -120,6 +121,7 @@ class LHT(AutoShimMixin, PreTrainedModel):
         self.norm = nn.RMSNorm(c.d_model, eps=1e-5)
         self.mlm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.stats = {}
+        self.gradient_checkpointing = False                                  # set by activation_checkpointing_enable()
         self.post_init()
         with torch.no_grad():                                               # routers start at the identity (H-Net)
             for lr in self.router.levels: lr.q_proj.weight.copy_(torch.eye(c.d_model)); lr.k_proj.weight.copy_(torch.eye(c.d_model))
@@ -130,6 +132,11 @@ class LHT(AutoShimMixin, PreTrainedModel):
     def set_input_embeddings(self, e): self.embed = e
     def get_output_embeddings(self): return self.mlm_head
     def set_output_embeddings(self, e): self.mlm_head = e
+
+    def _ckpt(self, fn, *args):
+        "`fn(*args)`; with activation checkpointing on (training, with gradients) recomputed in the backward pass."
+        if not (self.gradient_checkpointing and self.training and torch.is_grad_enabled()): return fn(*args)
+        return self._gradient_checkpointing_func(fn, *args)
 
     def use_tokenizer(self, tok):
         "Take the [MASK] id from the tokenizer (the trainer calls this)."
@@ -146,8 +153,9 @@ class LHT(AutoShimMixin, PreTrainedModel):
         if c.structure == 'gold':
             if level_ids is None: raise ValueError("structure='gold' needs level_ids (B, 3, T): use a structured corpus (data.structured=true)")
             return gold_boundaries(level_ids, c.n_levels)
-        if c.router_grad == 'ratio': return [Boundaries(bd.p, bd.b, bd.b.float()) for bd in self.router(h.detach())]
-        return self.router(h)
+        if c.router_grad == 'ratio':
+            return [Boundaries(bd.p, bd.b, bd.b.float()) for bd in self._ckpt(self.router, h.detach())]
+        return self._ckpt(self.router, h)                                   # the routers' projections: checkpointed too
 
     def anchored(self, h:torch.Tensor, bounds:list):
         "Insert anchors: `(seq (B, T', d), mask, positions (B, T'), token_index (B, T))`; T' is the longest row (on a GPU or past 1024, rounded up to a multiple of 128)."
@@ -193,7 +201,7 @@ class LHT(AutoShimMixin, PreTrainedModel):
         h = self.embed(input_ids)
         H = c.n_heads
         local = None if c.structure == 'dense' else sliding_window_mask(c.window, causal=False).compile(T, T, B, H, h.device)
-        for blk in self.blocks[:c.router_layer]: h = blk(h, local)
+        for blk in self.blocks[:c.router_layer]: h = self._ckpt(blk, h, local)
         bounds = self.boundaries(h, level_ids)
         if bounds is not None:                                               # mark unit starts: the STE gives every position a gradient
             h = h + sum(bd.b_ste[..., None] * self.start_embed.weight[l] for l, bd in enumerate(bounds))
@@ -203,13 +211,13 @@ class LHT(AutoShimMixin, PreTrainedModel):
             cost = sc if cost is None else cost + sc
         coords = None if cost is None else cost.cumsum(-1)                  # the distance bias's coordinates, per token
         if bounds is None:
-            for blk in self.blocks[c.router_layer:]: h = blk(h, None, coords=coords)
+            for blk in self.blocks[c.router_layer:]: h = self._ckpt(blk, h, None, None, None, coords)
         else:
             x, m, pos, token_index = self.anchored(h, bounds)
             self.last_mask = m                                               # the tree of the last forward (for pictures)
             cm = m.compile(x.shape[1], x.shape[1], B, H, h.device)
             if coords is not None: coords = torch.gather(coords, 1, pos)     # anchors take their token's coordinate
-            for blk in self.blocks[c.router_layer:]: x = blk(x, cm, None, pos, coords=coords)
+            for blk in self.blocks[c.router_layer:]: x = self._ckpt(blk, x, cm, None, pos, coords)
             h = torch.gather(x, 1, token_index[..., None].expand(-1, -1, x.shape[-1]))
         logits = self.mlm_head(self.norm(h))
         loss = None
