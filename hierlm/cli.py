@@ -11,7 +11,8 @@ __all__ = ['WEIGHTS', 'TOKENIZER_FILES', 'UsageError', 'number', 'model_folder',
 # %% ../nbs/90_cli.ipynb #6c081c37
 import argparse, json, math, sys, time
 import yaml
-from .core import ConfigError, list_presets, load_config, config_to_dict, seed_everything, quiet_transformers
+from .core import (ConfigError, list_presets, load_config, config_to_dict, seed_everything, quiet_transformers,
+                         architecture)
 from .data import CorpusError, get_dataloaders
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def _record_exact_match(tr, n:int):
     from hierlm.data import RECORDS, load_corpus
     cfg = tr.cfg
     if cfg.data.corpus not in RECORDS or n == 0: return
-    if cfg.model.arch != 'diffusion':
+    if architecture(cfg.model.arch).kind != 'diffusion':                   # the registry says what kind of model it is
         print(f'exact match: not scored (a {cfg.model.arch} model; `hierlm train` scores diffusion models on records)')
         return
     from hierlm.diffusion import record_accuracy

@@ -309,8 +309,9 @@ def atomic_dir(dest):
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f'.{dest.name}.tmp-'))
     try:
         yield tmp
+        mask = _umask()
         for p in [tmp, *tmp.rglob('*')]:                                  # mkdtemp (and transformers' writers) make 0700 / 0600:
-            if not p.is_symlink(): os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~_umask())   # give a normal write's modes
+            if not p.is_symlink(): os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)   # give a normal write's modes
         if dest.exists(): shutil.rmtree(dest)
         os.replace(tmp, dest)
     except BaseException:
