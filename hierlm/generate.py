@@ -110,7 +110,7 @@ def stream(model, tok, prompts:Union[str, list], sc:Optional[SamplingConfig]=Non
     dev = next(model.parameters()).device
     ids, mask = _encode(tok, prompts, dev)
     gen = torch.Generator(device=dev).manual_seed(sc.seed) if sc.seed is not None else None
-    cache = (model.new_cache() if hasattr(model, 'new_cache') else KVCache()) if sc.use_cache else None   # BDH: its recurrent state
+    cache = (model.new_state() or KVCache()) if sc.use_cache else None   # a recurrent state (BDH), else a KV cache
     done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
     texts = [''] * len(prompts)
     new = ids
@@ -155,7 +155,7 @@ def beam_search(model, tok, prompt:str, sc:SamplingConfig) -> str:
     dev = next(model.parameters()).device
     ids, _ = _encode(tok, [prompt], dev)
     K, P = sc.num_beams, ids.shape[1]
-    cache = model.new_cache() if hasattr(model, 'new_cache') else KVCache()
+    cache = model.new_state() or KVCache()                                  # BDH: its recurrent state
     logp = model(ids, cache=cache).logits[:, -1].float().log_softmax(-1)       # (1, V)
     cache.expand(K)
     beams, scores = ids.expand(K, -1), torch.zeros(K, device=dev)

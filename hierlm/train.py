@@ -17,6 +17,7 @@ from safetensors.torch import save_file, load_file
 from .core import (Config, ConfigError, seed_everything, get_device, get_dtype, autocast, save_config, run_dir,
                          atomic_write_text, atomic_dir, config_to_dict, quiet_transformers, architecture)
 from .data import prepare_data, PackedBlocks
+from .modeling import LossOutput, evaluating
 
 # %% ../nbs/10_train.ipynb #5b6a06ed
 def newton_schulz(G:torch.Tensor, steps:int=5) -> torch.Tensor:
@@ -147,12 +148,12 @@ class Trainer:
         self.chars_per_token = len(self.tok.decode(ev[1:].tolist())) / max(1, n_eval)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, len(self.tok)).to(self.device)
-        if hasattr(self.model, 'use_tokenizer'): self.model.use_tokenizer(self.tok)   # e.g. a masked LM finds its [MASK] id
+        self.model.setup_tokenizer(self.tok)                               # e.g. a masked LM finds its [MASK] id
         if tc.grad_checkpoint:                                               # transformers 5.24 renamed it; older ones lack the new name
             getattr(self.model, 'activation_checkpointing_enable', self.model.gradient_checkpointing_enable)()
-        if tc.carry_state and not hasattr(self.model, 'new_cache'):
+        if tc.carry_state and self.model.new_state() is None:
             raise ConfigError(f"train.carry_state needs a model with a recurrent state (e.g. model.arch=bdh); {cfg.model.arch!r} has none")
-        self.forward = torch.compile(self.model) if tc.compile else self.model    # same parameters; saving uses self.model
+        if tc.compile: self.model.compile()                                 # its forward, in place: same parameters
         self.opt = build_optimizer(self.model, tc)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_multiplier(s, tc))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
@@ -206,13 +207,13 @@ class Trainer:
                 continue
             try:
                 self.model.load_state_dict(weights, strict=False)
-                if hasattr(self.model, 'tie_weights'): self.model.tie_weights()
+                self.model.tie_weights()
                 self.opt.load_state_dict(st['optimizer'])
             except (ValueError, RuntimeError, KeyError) as e:
                 raise ConfigError(f"checkpoint {ck} does not fit this model ({str(e).splitlines()[0]}); was it written by "
                                   f"another version of the code? Train into a new directory (--out), or pass "
                                   f"train.resume=false") from e
-            if state is not None: self.state = type(self.model.new_cache()).from_tensors(state)
+            if state is not None: self.state = type(self.model.new_state()).from_tensors(state)
             self.sched.load_state_dict(st['scheduler'])
             self.scaler.load_state_dict(st['scaler']); _set_rng_state(st['rng'])
             self.step, self.last_ckpt = st['step'], ck
@@ -264,24 +265,23 @@ class Trainer:
         L = tc.min_seq_len + (T - tc.min_seq_len) * self.step / tc.seq_len_warmup
         return min(T, max(8, int(L) // 8 * 8))
 
-    def _loss(self, batch, T=None) -> torch.Tensor:
+    def _loss(self, batch, T=None) -> LossOutput:
+        "The model's `training_loss` on `batch` cut to `T` tokens (the contract: hierlm.modeling), in mixed precision."
         b = {k: (v[..., :T] if T else v).to(self.device) for k, v in batch.items()}
-        if not getattr(self.model, 'wants_level_ids', False): b.pop('level_ids', None)   # gold structure, for the models that read it
-        kw = {'cache': self.state} if self.state is not None and self.model.training else {}
-        if 'level_ids' in b: kw['level_ids'] = b['level_ids']
-        with autocast(self.device, self.dtype): return self.forward(input_ids=b['input_ids'], targets=b['targets'], **kw).loss
+        state = self.state if self.model.training else None
+        with autocast(self.device, self.dtype): return self.model.training_loss(b, state)
 
     @torch.no_grad()
     def evaluate(self) -> dict:
         "Validation loss, perplexity, bits per token and per character over the first `eval_batches` batches."
-        self.model.eval()
         n = min(self.cfg.eval.eval_batches, self.val_stream.per_epoch)
         batches = [{k: v.to(self.device) for k, v in self.val_stream.batch_at(i).items()} for i in range(n)]
-        loss = sum(self._loss(b).item() for b in batches) / n
-        bpt = loss / math.log(2)
-        out = {'val_loss': loss, 'val_ppl': math.exp(min(loss, 50)), 'val_bits_per_token': bpt, 'val_bits_per_char': bpt / self.chars_per_token}
-        if hasattr(self.model, 'after_evaluate'): out.update(self.model.after_evaluate(batches))   # e.g. block diffusion re-chooses its noise interval
-        self.model.train()
+        with evaluating(self.model):
+            loss = torch.stack([self._loss(b).loss.float() for b in batches]).mean().item()
+            bpt = loss / math.log(2)
+            out = {'val_loss': loss, 'val_ppl': math.exp(min(loss, 50)), 'val_bits_per_token': bpt,
+                   'val_bits_per_char': bpt / self.chars_per_token}
+            out.update(self.model.evaluation_metrics(batches))             # e.g. LHT's boundary F1 against gold units
         return out
 
     def _log(self, rec:dict):
@@ -311,13 +311,15 @@ class Trainer:
         t0, tokens, step0 = time.time(), 0, self.step
         while self.step < tc.max_steps:
             T = self.seq_len()
-            total = 0.0
+            total, metrics = 0.0, {}
             for micro in range(tc.grad_accum):
                 m = self.step * tc.grad_accum + micro
                 batch = self.train_stream.batch_at(m)
-                if tc.carry_state and (self.state is None or m % self.train_stream.per_epoch == 0): self.state = self.model.new_cache()
-                loss = self._loss(batch, T) / tc.grad_accum
+                if tc.carry_state and (self.state is None or m % self.train_stream.per_epoch == 0): self.state = self.model.new_state()
+                out = self._loss(batch, T)
+                loss = out.loss / tc.grad_accum
                 self.scaler.scale(loss).backward()
+                for k, v in out.metrics.items(): metrics[k] = metrics.get(k, 0) + v.detach().float() / tc.grad_accum
                 if self.state is not None: self.state.detach()                  # truncated BPTT: the graph stops here
                 total += loss.item(); tokens += batch['input_ids'][:, :T].numel()
             self.scaler.unscale_(self.opt)
@@ -332,7 +334,7 @@ class Trainer:
             rec = None
             if self.step % tc.log_every == 0 or self.step == tc.max_steps:
                 rec = {'step': self.step, 'loss': total, 'lr': self.sched.get_last_lr()[0], 'grad_norm': gnorm.item(), 'seq_len': T}
-                if hasattr(self.model, 'train_metrics'): rec.update(self.model.train_metrics())   # e.g. MoE drops, BDH sparsity
+                if metrics: rec.update(zip(metrics, torch.stack(list(metrics.values())).tolist()))   # one sync: MoE drops, BDH sparsity
             if self.step % cfg.eval.eval_every == 0 or self.step == tc.max_steps:
                 rec = {**(rec or {'step': self.step}), **self.evaluate()}
             if rec:
