@@ -276,13 +276,17 @@ def level_boundaries(model:LHT, batches:list) -> list:
             for l, bd in enumerate(bounds or []): preds[l].append(bd.b.cpu()); golds[l].append(gold[l].b.cpu())
     return [(torch.cat(p), torch.cat(g)) for p, g in zip(preds, golds) if p]
 
-def score_boundaries(pairs:list, tolerance:int=0) -> dict: # a boundary this many positions from a gold one counts (1: either side of a space)
+def score_boundaries(pairs:list, # per level, (predicted, gold) from `level_boundaries`
+                     tolerance:int=0, # a boundary this many positions from a gold one counts (1: either side of a space)
+                    ) -> dict:
     "Per level: boundary precision/recall/F1 against gold and the compression (tokens per unit), from `level_boundaries`."
     return {f'level{l + 1}': {**boundary_prf(p, g, tolerance), 'compression': p.numel() / p.sum().item(), 'gold_compression': g.numel() / g.sum().item()}
             for l, (p, g) in enumerate(pairs)}
 
-def boundary_report(model:LHT, batches:list, tolerance:int=0) -> dict: # a boundary this many positions from a gold one counts
-    "Per level: boundary precision/recall/F1 against gold and the compression (tokens per unit), over `batches` of `input_ids`/`level_ids`."
+def boundary_report(model:LHT, batches:list, # of `input_ids` and `level_ids`
+                    tolerance:int=0, # a boundary this many positions from a gold one counts
+                   ) -> dict:
+    "Per level: boundary precision/recall/F1 against gold and the compression (tokens per unit)."
     return score_boundaries(level_boundaries(model, batches), tolerance)
 
 def cut_gradient(model:LHT, input_ids:torch.Tensor, level_ids:Optional[torch.Tensor]=None, n_masks:int=4, seed:int=0) -> torch.Tensor:

@@ -131,7 +131,9 @@ class HierLMModel(AutoShimMixin, PreTrainedModel):
         if not (self.gradient_checkpointing and self.training and torch.is_grad_enabled()): return fn(*args)
         return self._gradient_checkpointing_func(fn, *args)
 
-    def special_token(self, tok, token:str) -> int: # e.g. '[MASK]'
+    def special_token(self, tok,
+                      token:str, # e.g. '[MASK]'
+                     ) -> int:
         "The id of `token` in `tok`, or a `ConfigError` saying how to add it."
         from hierlm.data import special_token_id
         tid = special_token_id(tok, token, self.config.vocab_size)

@@ -93,7 +93,9 @@ def _matches(p:torch.Tensor, g:torch.Tensor, tolerance:int) -> int:
         if j < len(g) and g[j] <= x + tolerance: n += 1; j += 1
     return n
 
-def boundary_prf(pred:torch.Tensor, gold:torch.Tensor, tolerance:int=0) -> dict: # a predicted boundary within this many positions of an unmatched gold one counts
+def boundary_prf(pred:torch.Tensor, gold:torch.Tensor, # (…, T) booleans
+                 tolerance:int=0, # a predicted boundary within this many positions of an unmatched gold one counts
+                ) -> dict:
     "Precision, recall and F1 of predicted boundaries `(…, T)` against gold, ignoring position 0."
     p, g = pred[..., 1:].bool().reshape(-1, pred.shape[-1] - 1), gold[..., 1:].bool().reshape(-1, gold.shape[-1] - 1)
     if tolerance == 0: tp = (p & g).sum().item()

@@ -34,7 +34,7 @@ def lht_step(structure, T, device='cpu', dtype=torch.float32):
     x = torch.randint(0, 63, (1, T), device=device)
     def step():
         with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype != torch.float32):
-            loss = m(input_ids=x, targets=x).loss
+            loss = m.training_loss({'input_ids': x, 'targets': x}).loss
         loss.backward(); m.zero_grad(set_to_none=True)
     return step
 
