@@ -171,7 +171,8 @@ class DecoderModel(HierLMModel):
             raise ValueError(f"sequence of {past + T} tokens is longer than block_size={self.config.block_size} "
                              f"(learned positions)")
         positions = None
-        if attention_mask is not None and not bool(attention_mask.all()):      # left padding: positions count real tokens
+        # left padding: positions count real tokens
+        if attention_mask is not None and not bool(attention_mask.all()):
             positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]
         if self.pos is not None:
             x = x + self.pos(positions if positions is not None else torch.arange(past, past + T, device=x.device))
@@ -179,7 +180,8 @@ class DecoderModel(HierLMModel):
         if cache is None: mask = mask.compile(T, T, B, self.config.n_heads, x.device)
         x = self.drop(x)
         for blk in self.blocks:
-            x = blk(x, mask, cache, positions) if cache is not None else self.checkpointed(blk, x, mask, None, positions)
+            if cache is not None: x = blk(x, mask, cache, positions)
+            else: x = self.checkpointed(blk, x, mask, None, positions)   # recomputed in backward when enabled
         return BaseModelOutputWithPast(last_hidden_state=self.norm(x), past_key_values=hf_cache)
 
 # %% ../nbs/04_decoder.ipynb #23fdd6a4
@@ -198,7 +200,7 @@ class DecoderForCausalLM(HierLMCausalLM):
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, targets=None, cache:Optional[KVCache]=None,
                 past_key_values=None, use_cache=None, return_dict=True, inputs_embeds=None, **kwargs):
-        "Logits `(B, T, V)`; loss from transformers-style `labels` (shifted here) or hierlm `targets` (already shifted)."
+        "Logits `(B, T, V)`; loss from transformers-style `labels` (shifted here) or hierlm `targets` (aligned)."
         out = self.model(input_ids, attention_mask, cache, past_key_values, inputs_embeds)
         logits = self.lm_head(out.last_hidden_state)
         loss, metrics = lm_loss(logits, labels, targets), {}

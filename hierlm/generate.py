@@ -103,7 +103,7 @@ def _encode(tok, prompts:list, device) -> tuple:
 
 @torch.no_grad()
 def stream(model, tok, prompts:Union[str, list], sc:Optional[SamplingConfig]=None, **kwargs) -> Iterator[torch.Tensor]:
-    "Yield the next token `(B,)` of every row until all rows stop or `max_new_tokens` (a finished row repeats its last token)."
+    "Yield the next token `(B,)` of each row until all rows stop or `max_new_tokens` (a finished row repeats its last)."
     sc = sc or SamplingConfig(**kwargs)
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     model.eval()
@@ -126,7 +126,8 @@ def stream(model, tok, prompts:Union[str, list], sc:Optional[SamplingConfig]=Non
         for b in range(len(prompts)):
             if done[b]: continue
             texts[b] += tok.decode([int(nxt[b])])
-            if (tok.eos_token_id is not None and int(nxt[b]) == tok.eos_token_id) or any(s in texts[b] for s in sc.stop): done[b] = True
+            ended = tok.eos_token_id is not None and int(nxt[b]) == tok.eos_token_id
+            if ended or any(s in texts[b] for s in sc.stop): done[b] = True
         if bool(done.all()): return
 
 def _cut(text:str, stops:list, eos:Optional[str]) -> str:
@@ -173,7 +174,8 @@ def beam_search(model, tok, prompt:str, sc:SamplingConfig) -> str:
         for b in range(K):
             text = tok.decode(beams[b, P:].tolist())
             if (eos is not None and int(tokn[b]) == eos) or any(s in text for s in sc.stop):
-                finished.append((float(scores[b]) / (beams.shape[1] - P) ** sc.length_penalty, text)); scores[b] = float('-inf')
+                finished.append((float(scores[b]) / (beams.shape[1] - P) ** sc.length_penalty, text))
+                scores[b] = float('-inf')
         if len(finished) >= K or bool(torch.isinf(scores).all()): break
     finished += [(float(scores[b]) / (beams.shape[1] - P) ** sc.length_penalty, tok.decode(beams[b, P:].tolist()))
                  for b in range(K) if torch.isfinite(scores[b])]

@@ -34,22 +34,29 @@ class LHTConfig(ModelConfig):
     block_size: int = 1024
     n_levels: int = 2                          # K learned levels (fine → coarse: sentence-like, section-like, …)
     router_layer: int = 1                      # the routers read the hidden state after this many layers
-    target_ratios: list[float] = field(default_factory=lambda: [8.0, 4.0])   # per level: positions per unit (over the level below)
+    # per level: positions per unit (over the level below)
+    target_ratios: list[float] = field(default_factory=lambda: [8.0, 4.0])
     ratio_weights: list[float] = field(default_factory=lambda: [0.05, 0.05])  # ratio-loss weight per level
     window: int = 32                           # local window (each side) of the layers before the routers
     neighbours: int = 1                        # a token also sees the ±k neighbouring finest units
     doc_token: bool = True                     # a [DOC] anchor over the coarsest anchors
     structure: Literal['learned', 'gold', 'fixed', 'dense'] = 'learned'
-    router_grad: Literal['ste', 'ratio'] = 'ste'   # what trains the routers: the MLM loss through straight-through boundaries and the ratio loss, or the ratio loss alone (on detached states)
-    segment_grad: float = 0.0                  # with router_grad='ste': scale of the soft-segmentation gradient (straight-through distance bias; 0 = off; lht-synthetic: 1)
-    mask_prob: float = 0.15                    # BERT masking: this fraction of tokens is predicted (80% [MASK], 10% random, 10% kept)
+    # what trains the routers: the MLM loss through straight-through boundaries and the ratio loss,
+    # or the ratio loss alone (on detached states)
+    router_grad: Literal['ste', 'ratio'] = 'ste'
+    # with router_grad='ste': scale of the soft-segmentation gradient (straight-through distance bias;
+    # 0 = off; lht-synthetic: 1)
+    segment_grad: float = 0.0
+    # BERT masking: this fraction of tokens is predicted (80% [MASK], 10% random, 10% kept)
+    mask_prob: float = 0.15
     mlm_mask_id: int = -1                    # set from the tokenizer's [MASK] (the trainer does it)
     attn_backend: str = 'auto'
 
     def validate(self):
         "One ratio and one weight per level; layers on both sides of the routers."
         if len(self.target_ratios) != self.n_levels or len(self.ratio_weights) != self.n_levels:
-            raise ConfigError(f"LHT: model.target_ratios and model.ratio_weights need one entry per level (n_levels={self.n_levels})")
+            raise ConfigError(f"LHT: model.target_ratios and model.ratio_weights need one entry per level "
+                              f"(n_levels={self.n_levels})")
         if not 0 < self.router_layer < self.n_layers:
             raise ConfigError(f"LHT: model.router_layer={self.router_layer} must leave layers on both sides "
                               f"(1 … {self.n_layers - 1})")
@@ -116,11 +123,14 @@ class LHT(HierLMModel):
         super().__init__(config)
         c = config
         self.embed = nn.Embedding(c.vocab_size, c.d_model)
-        self.blocks = nn.ModuleList(DecoderBlock(c.d_model, c.n_heads, i, attn_backend=c.attn_backend, dropout=c.dropout)
-                                    for i in range(c.n_layers))             # the decoder's block; the mask makes it an encoder
+        self.blocks = nn.ModuleList(DecoderBlock(c.d_model, c.n_heads, i, attn_backend=c.attn_backend,
+                                                 dropout=c.dropout)
+                                    # the decoder's block; the mask makes it an encoder
+                                    for i in range(c.n_layers))
         self.router = HierarchicalRouter(c.d_model, c.n_levels)
         self.anchor_embed = nn.Embedding(c.n_levels + 1, c.d_model)          # [DOC], then coarse → fine levels
-        self.start_embed = nn.Embedding(c.n_levels, c.d_model)               # added to each token that starts a level-ℓ unit
+        # added to each token that starts a level-ℓ unit
+        self.start_embed = nn.Embedding(c.n_levels, c.d_model)
         self.norm = nn.RMSNorm(c.d_model, eps=1e-5)
         self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
         self.post_init()
@@ -140,7 +150,8 @@ class LHT(HierLMModel):
         if c.structure == 'fixed': return fixed_boundaries(B, T, c.target_ratios, h.device)
         if c.structure == 'gold':
             if level_ids is None:
-                raise ValueError("structure='gold' needs level_ids (B, 3, T): use a structured corpus (data.structured=true)")
+                raise ValueError("structure='gold' needs level_ids (B, 3, T): use a structured corpus "
+                                 "(data.structured=true)")
             return gold_boundaries(level_ids, c.n_levels)
         if c.router_grad == 'ratio':
             return [Boundaries(bd.p, bd.b, bd.b.float()) for bd in self.checkpointed(self.router, h.detach())]
@@ -155,26 +166,32 @@ def anchored(self:LHT, h:torch.Tensor, bounds:list):
     if c.doc_token: lev = torch.cat([torch.zeros_like(lev[:, :1]), lev], 1)
     rows = [insert_anchors(lev[b].cpu(), list(range(lev.shape[1]))) for b in range(B)]
     longest = max(len(r[1]) for r in rows)
-    Tp = -(-longest // 128) * 128 if longest > 1024 or h.is_cuda else longest   # a recurring length: compiled kernels reused
+    # a recurring length: compiled kernels reused
+    Tp = -(-longest // 128) * 128 if longest > 1024 or h.is_cuda else longest
     K1 = lev.shape[1]
     L = torch.zeros(B, K1, Tp, dtype=torch.long); A = torch.full((B, Tp), -1, dtype=torch.long)
     S = torch.full((B, Tp), -1, dtype=torch.long); valid = torch.zeros(B, Tp, dtype=torch.bool)
     for b, (l2, a2, s2) in enumerate(rows):
         n = len(a2); L[b, :, :n] = l2; A[b, :n] = a2; S[b, :n] = s2; valid[b, :n] = True
-        L[b, :, n:] = l2[:, -1:]                                              # pads: inside the last unit, never seen (below)
+        # pads: inside the last unit, never seen (below)
+        L[b, :, n:] = l2[:, -1:]
     L, A, S, valid = (t.to(h.device) for t in (L, A, S, valid))
-    tok = _next_token(torch.where(valid, S, torch.full_like(S, T - 1))).clamp(max=T - 1)   # (B, T'): token it is / precedes
-    x = torch.gather(h, 1, tok[..., None].expand(-1, -1, d))                 # every position starts from its token's state
+    # (B, T'): token it is / precedes
+    tok = _next_token(torch.where(valid, S, torch.full_like(S, T - 1))).clamp(max=T - 1)
+    # every position starts from its token's state
+    x = torch.gather(h, 1, tok[..., None].expand(-1, -1, d))
     is_anchor = A >= 0
     lvl = A.clamp(min=0) + (0 if c.doc_token else 1)                          # anchor embedding: 0 = [DOC], ℓ = level
     scale = torch.ones(B, Tp, device=h.device, dtype=h.dtype)
-    for a in range(1 if c.doc_token else 0, K1):                             # the straight-through boundary of each start
+    # the straight-through boundary of each start
+    for a in range(1 if c.doc_token else 0, K1):
         bi = c.n_levels - (a if c.doc_token else a + 1)                      # coarse→fine anchor level a → bounds index
         scale = torch.where(is_anchor & (A == a), torch.gather(bounds[bi].b_ste, 1, tok), scale)
     x = torch.where(is_anchor[..., None], x + self.anchor_embed(lvl) * scale[..., None], x)
     m = hierarchical_mask(L, A, c.neighbours) & Mask(lambda b_, h_, q, kv: valid[b_, kv], 'padding', Tp)
     token_index = torch.stack([torch.nonzero(S[b] >= 0).squeeze(-1)[:T] for b in range(B)])   # where each token went
-    self.last_length = longest                                               # tokens + anchors of the longest row (pictures)
+    # tokens + anchors of the longest row (pictures)
+    self.last_length = longest
     return x, m, tok, token_index
 
 # %% ../nbs/07_lht.ipynb #ceddcf68
@@ -191,7 +208,8 @@ def forward(self:LHT, input_ids=None, attention_mask=None,
                                                                                                      h.device)
     for blk in self.blocks[:c.router_layer]: h = self.checkpointed(blk, h, local)
     bounds = self.boundaries(h, level_ids)
-    if bounds is not None:                                                   # mark unit starts: the STE gives a gradient
+    # mark unit starts: the STE gives a gradient
+    if bounds is not None:
         h = h + sum(bd.b_ste[..., None] * self.start_embed.weight[l] for l, bd in enumerate(bounds))
     cost = cut_cost                                                          # (B, T): what attending across t costs
     if c.structure == 'learned' and c.router_grad == 'ste' and c.segment_grad > 0 and torch.is_grad_enabled():
@@ -216,16 +234,18 @@ def forward(self:LHT, input_ids=None, attention_mask=None,
             if c.structure == 'learned':
                 rl = ratio_loss(bd, c.target_ratios[l], None if l == 0 else bounds[l - 1].b)   # level ℓ over ℓ−1
                 metrics[f'ratio_loss_l{l + 1}'] = rl.detach()
-                if self.training: loss = loss + c.ratio_weights[l] * rl       # training only: evaluation reports the MLM loss
+                # training only: evaluation reports the MLM loss
+                if self.training: loss = loss + c.ratio_weights[l] * rl
     self.last_boundaries = bounds
     return LHTOutput(loss=loss, logits=logits, metrics=metrics, boundaries=bounds)
 
 # %% ../nbs/07_lht.ipynb #71bee7ca
 @patch
 def training_loss(self:LHT, batch:dict, state=None) -> LossOutput:
-    "BERT-mask the batch's `input_ids` (the same masks at every evaluation) and predict them; the ratio losses in training."
+    "BERT-mask the batch's `input_ids` (the same masks at each evaluation) and predict them; ratio losses in training."
     c, ids = self.config, batch['input_ids']
-    if c.mlm_mask_id < 0: raise ValueError("mlm_mask_id is not set: call model.setup_tokenizer(tok) or set model.mlm_mask_id")
+    if c.mlm_mask_id < 0:
+        raise ValueError("mlm_mask_id is not set: call model.setup_tokenizer(tok) or set model.mlm_mask_id")
     g = None if self.training else torch.Generator(device=ids.device).manual_seed(0)
     inputs, labels = bert_mask(ids, c.mlm_mask_id, c.vocab_size, c.mask_prob, g)
     out = self(input_ids=inputs, labels=labels, level_ids=batch.get('level_ids'))
@@ -235,7 +255,8 @@ def training_loss(self:LHT, batch:dict, state=None) -> LossOutput:
 def evaluation_metrics(self:LHT, batches:list) -> dict:
     "Boundary F1 per level against the gold units (exact and within ±1) and tokens per unit, on structured batches."
     if self.config.structure == 'dense' or not batches or 'level_ids' not in batches[0]: return {}
-    out, pairs = {}, level_boundaries(self, batches)                       # predicted once, scored exactly and within ±1
+    # predicted once, scored exactly and within ±1
+    out, pairs = {}, level_boundaries(self, batches)
     for tol, tag in ((0, ''), (1, '_pm1')):
         for lvl, r in score_boundaries(pairs, tol).items():
             out[f'val_f1_{lvl}{tag}'] = r['f1']; out[f'val_tokens_per_unit_{lvl}'] = r['compression']
@@ -266,7 +287,7 @@ def build_lht(mc:LHTConfig, # LHT's dataclass config
 # %% ../nbs/07_lht.ipynb #0127c671
 @torch.no_grad()
 def level_boundaries(model:LHT, batches:list) -> list:
-    "Per level, `(predicted, gold)` boundaries `(N, T)` over `batches` of `input_ids`/`level_ids` (empty for a dense model)."
+    "Per level, `(predicted, gold)` boundaries `(N, T)` over `batches` of `input_ids`/`level_ids` (none if dense)."
     preds, golds = [[] for _ in range(model.config.n_levels)], [[] for _ in range(model.config.n_levels)]
     with evaluating(model):
         for b in batches:
@@ -277,10 +298,11 @@ def level_boundaries(model:LHT, batches:list) -> list:
     return [(torch.cat(p), torch.cat(g)) for p, g in zip(preds, golds) if p]
 
 def score_boundaries(pairs:list, # per level, (predicted, gold) from `level_boundaries`
-                     tolerance:int=0, # a boundary this many positions from a gold one counts (1: either side of a space)
+                     tolerance:int=0, # a boundary this many positions from a gold one counts (1: around a space)
                     ) -> dict:
-    "Per level: boundary precision/recall/F1 against gold and the compression (tokens per unit), from `level_boundaries`."
-    return {f'level{l + 1}': {**boundary_prf(p, g, tolerance), 'compression': p.numel() / p.sum().item(), 'gold_compression': g.numel() / g.sum().item()}
+    "Per level: boundary precision/recall/F1 against gold and the compression (tokens per unit)."
+    return {f'level{l + 1}': {**boundary_prf(p, g, tolerance), 'compression': p.numel() / p.sum().item(),
+                              'gold_compression': g.numel() / g.sum().item()}
             for l, (p, g) in enumerate(pairs)}
 
 def boundary_report(model:LHT, batches:list, # of `input_ids` and `level_ids`
@@ -289,8 +311,12 @@ def boundary_report(model:LHT, batches:list, # of `input_ids` and `level_ids`
     "Per level: boundary precision/recall/F1 against gold and the compression (tokens per unit)."
     return score_boundaries(level_boundaries(model, batches), tolerance)
 
-def cut_gradient(model:LHT, input_ids:torch.Tensor, level_ids:Optional[torch.Tensor]=None, n_masks:int=4, seed:int=0) -> torch.Tensor:
-    "Where the MLM loss wants unit starts, `(B, T)`: minus its gradient w.r.t. a cost on attending across each position (positive: a cut here helps), over `n_masks` maskings."
+# %% ../nbs/07_lht.ipynb #228ef356
+def cut_gradient(model:LHT, input_ids:torch.Tensor, # (B, T)
+                 level_ids:Optional[torch.Tensor]=None, # (B, 3, T), for structure='gold'
+                 n_masks:int=4, # BERT maskings averaged over
+                 seed:int=0) -> torch.Tensor:
+    "Where the MLM loss wants unit starts `(B, T)`: minus its gradient w.r.t. a cost on attending across each position."
     was = model.training; model.train()
     drops = [(m, m.p) for m in model.modules() if isinstance(m, nn.Dropout)]
     for m, _ in drops: m.p = 0.0
@@ -299,7 +325,8 @@ def cut_gradient(model:LHT, input_ids:torch.Tensor, level_ids:Optional[torch.Ten
     torch.manual_seed(seed)
     try:
         for _ in range(n_masks):
-            inputs, labels = bert_mask(input_ids, model.config.mlm_mask_id, model.config.vocab_size, model.config.mask_prob)
+            c = model.config
+            inputs, labels = bert_mask(input_ids, c.mlm_mask_id, c.vocab_size, c.mask_prob)
             loss = model(input_ids=inputs, labels=labels, level_ids=level_ids, cut_cost=cost).loss
             g -= torch.autograd.grad(loss, cost)[0]
     finally:
@@ -308,16 +335,18 @@ def cut_gradient(model:LHT, input_ids:torch.Tensor, level_ids:Optional[torch.Ten
     return g / n_masks
 
 def cut_profile(g:torch.Tensor, ids:torch.Tensor, level_ids:torch.Tensor, tok) -> dict:
-    "Mean percentile rank (0.5: no preference) of the cut gradient `g (B, T)` at section starts, sentence starts, other word starts, spaces and word-inner positions."
+    "Mean percentile rank (0.5: no preference) of the cut gradient `g (B, T)` at section, sentence, word starts, …"
     rank = g.flatten().argsort().argsort().view_as(g).float() / max(1, g.numel() - 1)
     space = torch.tensor([[tok.decode([i]).isspace() for i in row] for row in ids.tolist()], device=g.device)
     sec, sent = boundaries_from_ids(level_ids[:, 1]), boundaries_from_ids(level_ids[:, 2])
     word = torch.zeros_like(space); word[:, 1:] = space[:, :-1] & ~space[:, 1:]
     later = torch.arange(g.shape[1], device=g.device) > 0                     # position 0 is always a start: left out
-    cats = {'section start': sec, 'sentence start': sent & ~sec, 'word start': word & ~sent, 'space': space & ~sent, 'inside a word': ~(space | word | sent)}
+    cats = {'section start': sec, 'sentence start': sent & ~sec, 'word start': word & ~sent, 'space': space & ~sent,
+            'inside a word': ~(space | word | sent)}
     cats = {k: v & later for k, v in cats.items()}
     return {k: (rank[v].mean().item(), int(v.sum())) for k, v in cats.items() if v.any()}
 
+# %% ../nbs/07_lht.ipynb #7b65badd
 def plot_boundaries(tok, ids:torch.Tensor, pred:torch.Tensor, gold:torch.Tensor, title:str='', width:int=96):
     "Text coloured by predicted unit (level 1), gold unit starts underlined in red: one row per `width` characters."
     import matplotlib.pyplot as plt

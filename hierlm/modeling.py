@@ -184,12 +184,14 @@ class HierLMCausalLM(HierLMModel, GenerationMixin):
     "A next-token LM: its loss scores the batch's `targets`; it writes with `hierlm.generate`."
     def training_loss(self, batch:dict, state=None) -> LossOutput:
         "Next-token cross-entropy of `targets` (plus the model's auxiliary losses), and its `metrics`."
-        out = self(input_ids=batch['input_ids'], targets=batch['targets'], **({} if state is None else {'cache': state}))
+        carry = {} if state is None else {'cache': state}                   # a recurrent state, updated in place
+        out = self(input_ids=batch['input_ids'], targets=batch['targets'], **carry)
         return LossOutput(out.loss, getattr(out, 'metrics', None) or {})
 
     def complete(self, tok, prompt:str, sc:SamplingConfig, **options) -> Iterator[str]:
         "The continuation of `prompt`, a token at a time."
-        prompt_ids(tok, prompt)                                             # a prompt it cannot encode: PromptError, now
+        # a prompt it cannot encode: PromptError, now
+        prompt_ids(tok, prompt)
         for nxt in stream(self, tok, prompt, sc): yield tok.decode([int(nxt[0])])
 
 @dataclass

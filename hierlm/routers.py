@@ -16,7 +16,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 # %% ../nbs/06_routers.ipynb #4a6100b3
 @dataclass
 class Boundaries:
-    "One level's routing: boundary probability `p`, hard boundary `b` (bool) and its straight-through float `b_ste`, all `(B, T)`."
+    "One level's routing, all `(B, T)`: boundary probability `p`, hard boundary `b`, its straight-through `b_ste`."
     p: torch.Tensor
     b: torch.Tensor
     b_ste: torch.Tensor
@@ -33,7 +33,8 @@ class LevelRouter(nn.Module):
         p = torch.cat([torch.ones_like(h[:, :1, 0]), ((1 - cos) / 2).clamp(0, 1)], 1)         # (B, T), p_0 = 1
         if valid is not None: p = p * valid
         b = p > 0.5
-        b = b | (torch.arange(p.shape[1], device=p.device) == 0)                                # forced, whatever the rounding
+        # forced, whatever the rounding
+        b = b | (torch.arange(p.shape[1], device=p.device) == 0)
         return Boundaries(p, b, b.float() + p - p.detach())
 
 # %% ../nbs/06_routers.ipynb #94c214d7
@@ -41,14 +42,15 @@ def ratio_loss(bd:Boundaries, target:float, valid:Optional[torch.Tensor]=None) -
     "H-Net's ratio loss for target compression `target` (N > 1), over the `valid` positions."
     if target <= 1: raise ValueError(f"target compression must be > 1 (one unit per N positions), got {target}")
     w = torch.ones_like(bd.p) if valid is None else valid.float()
-    F_ = (bd.b.float() * w).sum() / w.sum()                                  # fraction selected (no gradient, as in H-Net)
+    # fraction selected (no gradient, as in H-Net)
+    F_ = (bd.b.float() * w).sum() / w.sum()
     G = (bd.p * w).sum() / w.sum()                                          # mean probability
     N = target
     return N / (N - 1) * ((N - 1) * F_ * G + (1 - F_) * (1 - G))
 
 # %% ../nbs/06_routers.ipynb #c1949d4c
 def unit_heads(h:torch.Tensor, b:torch.Tensor):
-    "Gather the representations at boundaries: `(B, U, d)` padded, the `(B, U)` valid mask and each unit's token position."
+    "The representations at boundaries: `(B, U, d)` padded, the `(B, U)` valid mask and each unit's token position."
     counts = b.sum(1)
     U = int(counts.max())
     order = torch.argsort((~b).float(), dim=1, stable=True)[:, :U]           # boundary positions first, in order
@@ -102,4 +104,5 @@ def boundary_prf(pred:torch.Tensor, gold:torch.Tensor, # (…, T) booleans
     else: tp = sum(_matches(pr.nonzero().flatten(), gr.nonzero().flatten(), tolerance) for pr, gr in zip(p, g))
     n_p = p.sum().item(); n_g = g.sum().item()
     prec = tp / n_p if n_p else 0.0; rec = tp / n_g if n_g else 0.0
-    return {'precision': prec, 'recall': rec, 'f1': 2 * prec * rec / (prec + rec) if prec + rec else 0.0, 'predicted': n_p, 'gold': n_g}
+    f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+    return {'precision': prec, 'recall': rec, 'f1': f1, 'predicted': n_p, 'gold': n_g}
