@@ -1,4 +1,4 @@
-"""Baby Dragon Hatchling (Kosowski et al. 2025): sparse positive neurons, a Hebbian gate and linear attention with Q = K, in its faithful parallel form, its O(1)-per-token recurrent form and a fast form, with its sparsity made visible.
+"""Baby Dragon Hatchling (Kosowski et al. 2025): sparse positive neurons, a Hebbian gate and linear attention with Q = K, in its faithful parallel form, its O(1)-per-token recurrent form and a fast form.
 
 Docs: https://hierlm.github.io/hierlm/bdh.html.md"""
 
@@ -6,25 +6,26 @@ Docs: https://hierlm.github.io/hierlm/bdh.html.md"""
 
 # %% auto #0
 __all__ = ['BDHConfig', 'HierLMBDHConfig', 'rope_angles', 'rope_pairs', 'rope_complex', 'BDHState', 'attend_faithful',
-           'ChunkedLinearAttention', 'attend_fast', 'BDH', 'build_bdh', 'neuron_activity', 'sparsity_table',
-           'plot_sparsity', 'plot_raster', 'selective_neurons', 'plot_sparsity_curve', 'explore']
+           'ChunkedLinearAttention', 'attend_fast', 'layer_norm', 'bdh_layer_reference', 'bdh_layer_fast',
+           'BDHModelOutput', 'BDHModel', 'BDHForCausalLM', 'build_bdh']
 
 # %% ../nbs/08_bdh.ipynb #094464cd
 import math
-from dataclasses import dataclass, asdict
-from typing import Literal, Optional
-import os
-import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
-from transformers import PretrainedConfig, PreTrainedModel, GenerationMixin, AutoConfig, AutoModelForCausalLM
-from transformers.modeling_outputs import CausalLMOutputWithPast
-from .core import ModelConfig, register_model_config, ConfigError
-from .decoder import AutoShimMixin, HierLMConfig, lm_loss
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Literal, Optional
+import torch, torch.nn as nn, torch.nn.functional as F
+from transformers.modeling_outputs import BaseModelOutputWithPast
+from fastcore.basics import patch
+from .core import ModelConfig, ConfigError
+from .modeling import (HierLMConfig, HierLMModel, HierLMCausalLM, CausalLMOutputWithMetrics, lm_loss,
+                             register_family)
 
 # %% ../nbs/08_bdh.ipynb #b8f06629
-@register_model_config('bdh')
 @dataclass
 class BDHConfig(ModelConfig):
-    "BDH's hyper-parameters; the defaults are the reference model (bytes in, D=256, 4 heads, 8192 neurons per head, 6 shared layers)."
+    "BDH's hyper-parameters; the defaults are the reference (bytes in, D=256, 4 heads, N=8192, 6 shared layers)."
+    arch: str = 'bdh'
     vocab_size: int = 256
     d_model: int = 256
     n_layers: int = 6
@@ -33,52 +34,63 @@ class BDHConfig(ModelConfig):
     dropout: float = 0.1
     mlp_multiplier: int = 128                 # neurons per head N = mlp_multiplier · d_model / n_heads
     n_neurons: int = 0                        # N per head directly (0: from mlp_multiplier)
-    shared_weights: bool = True               # one set of weights for every layer (the reference); False: per-layer weights
+    shared_weights: bool = True               # one set of weights for every layer (the reference); False: per layer
     rope_theta: float = 65536.0               # RoPE base over neuron pairs (2^16 in the reference)
-    window: int = 0                           # local attention: each token reads only the `window` tokens before it (0: all)
+    window: int = 0                           # local attention: a token reads the `window` tokens before it (0: all)
     score_norm: Literal['none', 'sqrt_n'] = 'none'   # scale the scores by 1/√N (the reference does not)
-    differential: bool = False                # scores = first half of the neurons − λ · second half (λ learned per head)
-    forget: Literal['none', 'scalar', 'data'] = 'none'  # forget gate γ on the state ρ: none, per head, or per head and token
+    differential: bool = False                # scores: first half of the neurons − λ · second half (λ per head)
+    forget: Literal['none', 'scalar', 'data'] = 'none'  # forget gate γ on the state ρ: none, per head, per token
     impl: Literal['fast', 'faithful'] = 'fast'  # which parallel implementation runs (they agree; see below)
     chunk_size: int = 256                     # fast path: query chunk of the block-triangular attention
-    init_std: float = 0.02
 
-class HierLMBDHConfig(HierLMConfig):
-    "Hugging Face config of `BDH` (fields and defaults from `BDHConfig`)."
-    model_type, fields_from, arch_name = 'hierlm-bdh', BDHConfig, 'bdh'
-    def __init__(self, **kwargs): super().__init__(**kwargs)            # transformers makes a config without its own __init__ a dataclass
-    def ties_embeddings(self) -> bool: return False
-    def validate(self):
-        if self.window and self.forget != 'none':
-            raise ConfigError("BDH: model.window and model.forget cannot be combined (a windowed state forgets exactly already); set one")
-        if self.differential and self.neurons % 2: raise ConfigError(f"BDH: model.differential needs an even N, got {self.neurons}")
     @property
     def neurons(self) -> int:
         "N, neurons per head."
         return self.n_neurons or self.mlp_multiplier * self.d_model // self.n_heads
 
+    def validate(self):
+        "A window and a forget gate exclude each other; the differential split needs an even N."
+        if self.window and self.forget != 'none':
+            raise ConfigError("BDH: model.window and model.forget cannot be combined (a windowed state forgets exactly "
+                              "already); set one")
+        if self.differential and self.neurons % 2:
+            raise ConfigError(f"BDH: model.differential needs an even N, got {self.neurons}")
+
+class HierLMBDHConfig(HierLMConfig):
+    "transformers config of BDH (fields and defaults from `BDHConfig`)."
+    model_type, fields_from, arch_name = 'hierlm-bdh', BDHConfig, 'bdh'
+    neurons = BDHConfig.neurons                                           # what `validate` reads
+    def ties_embeddings(self) -> bool: return False
+
 # %% ../nbs/08_bdh.ipynb #9dd3dd20
-def rope_angles(positions:torch.Tensor, N:int, theta:float) -> torch.Tensor:
-    "Angles `(T, N/2)` of the reference's neuron-pair RoPE at `positions (T,)`."
+def rope_angles(positions:torch.Tensor, # (T,) token positions
+                N:int, # neurons per head (rotated in pairs)
+                theta:float, # the RoPE base
+               ) -> torch.Tensor:
+    "Angles `(T, N/2)` of the reference's neuron-pair RoPE."
     pair = torch.arange(0, N, 2, dtype=torch.float32, device=positions.device)
     freqs = 1.0 / (theta ** (pair / N)) / (2 * math.pi)                      # turns per position
     return ((positions.float()[:, None] * freqs) % 1) * (2 * math.pi)
 
-def rope_pairs(v:torch.Tensor, ang:torch.Tensor) -> torch.Tensor:
-    "Rotate pairs `(2i, 2i+1)` of `v (..., T, N)` by `ang (T, N/2)`, written out as the reference does."
+def rope_pairs(v:torch.Tensor, # (..., T, N)
+               ang:torch.Tensor, # (T, N/2) from `rope_angles`
+              ) -> torch.Tensor:
+    "Rotate pairs `(2i, 2i+1)` of `v` by `ang`, written out as the reference does."
     cos, sin = ang.cos().repeat_interleave(2, -1), ang.sin().repeat_interleave(2, -1)
     v_rot = torch.stack((-v[..., 1::2], v[..., ::2]), dim=-1).view(*v.shape)
     return v * cos.to(v.dtype) + v_rot * sin.to(v.dtype)
 
-def rope_complex(v:torch.Tensor, rot:torch.Tensor) -> torch.Tensor:
-    "The same rotation as one complex multiplication by `rot = polar(1, ang)` (complex `(T, N/2)`)."
+def rope_complex(v:torch.Tensor, # (..., T, N)
+                 rot:torch.Tensor, # complex (T, N/2): `polar(1, ang)`
+                ) -> torch.Tensor:
+    "The same rotation as one complex multiplication."
     w = v if v.dtype in (torch.float32, torch.float64) else v.float()         # no complex bf16 on every device
     vc = torch.view_as_complex(w.reshape(*v.shape[:-1], -1, 2))
     return torch.view_as_real(vc * rot.to(vc.dtype)).flatten(-2).to(v.dtype)
 
 # %% ../nbs/08_bdh.ipynb #b3adfff1
 class BDHState:
-    "BDH's memory of the tokens seen so far: per layer the state ρ `(B, nh, N, D)`, or the last `window` keys and values."
+    "BDH's memory of the tokens seen so far: per layer ρ `(B, nh, N, D)`, or the last `window` keys and values."
     def __init__(self): self.rho, self.keys, self.values, self.t = {}, {}, {}, 0
     def length(self, layer:int=0) -> int: return self.t
     def _map(self, f):
@@ -96,9 +108,11 @@ class BDHState:
         return self._map(lambda x: x.detach())
     def tensors(self) -> dict:
         "A flat dict of tensors (for checkpoints)."
-        return {f'{n}.{l}': v for n, d in (('rho', self.rho), ('keys', self.keys), ('values', self.values)) for l, v in d.items()} | {'t': torch.tensor(self.t)}
+        parts = (('rho', self.rho), ('keys', self.keys), ('values', self.values))
+        return {f'{n}.{l}': v for n, d in parts for l, v in d.items()} | {'t': torch.tensor(self.t)}
     @classmethod
     def from_tensors(cls, d:dict):
+        "The state whose `tensors()` are `d`."
         s = cls(); s.t = int(d['t'])
         for k, v in d.items():
             if k != 't': n, l = k.split('.'); getattr(s, n)[int(l)] = v
@@ -121,8 +135,22 @@ def _visible(t0, t1, s0, s1, window, device, dtype):
     if window: m = m & (s >= t - window)
     return m.to(dtype)
 
+def attend_faithful(q:torch.Tensor, # (B, nh, T, N) queries
+                    k:torch.Tensor, # (B, nh, S, N) keys; S > T when a window's last keys come first
+                    v:torch.Tensor, # (B, 1, S, D) values, shared by the heads
+                    logg:Optional[torch.Tensor]=None, # (B, nh, T) log γ of a forget gate
+                    window:int=0, # a query reads only the `window` keys before it (0: all)
+                    scale:float=1.0, # of the scores
+                   ) -> torch.Tensor:
+    "`y_t = Σ_{s<t} (q_t·k_s) w_ts v_s` `(B, nh, T, D)`, with the full `(T, S)` score matrix."
+    T, S = q.shape[-2], k.shape[-2]
+    scores = (q @ k.mT) * _visible(S - T, S, 0, S, window, q.device, q.dtype)   # (B, nh, T, S)
+    if logg is not None: scores = scores * _pair_weights(_cum_log(logg), 0, T, 0, S)
+    return (scores @ v) * scale                                              # (B, nh, T, D)
+
+# %% ../nbs/08_bdh.ipynb #a1c0f004
 def _state_terms(q, k, v, logg, rho, scale):
-    "Contribution of the incoming state to each query, and the outgoing state (no window)."
+    "Contribution of the incoming state `rho` to each query, and the outgoing state (no window)."
     B, nh, T, N = q.shape
     y = None
     if rho is not None:
@@ -138,23 +166,25 @@ def _state_terms(q, k, v, logg, rho, scale):
     if rho is not None: new = new + (rho if logg is None else rho * torch.exp(logg.sum(-1))[..., None, None])
     return y, new
 
-def attend_faithful(q, k, v, logg=None, window:int=0, scale:float=1.0):
-    "`y_t = Σ_{s<t} (q_t·k_s) w_ts v_s` with the full `(T, S)` score matrix; `v (B, 1, S, D)`, keys may extend before the queries."
-    T, S = q.shape[-2], k.shape[-2]
-    scores = (q @ k.mT) * _visible(S - T, S, 0, S, window, q.device, q.dtype)   # (B, nh, T, S)
-    if logg is not None: scores = scores * _pair_weights(_cum_log(logg), 0, T, 0, S)
-    return (scores @ v) * scale                                              # (B, nh, T, D)
+# %% ../nbs/08_bdh.ipynb #a1c0f006
+def _chunks(T, window, chunk, like):
+    "(t0, t1, s0, s1, mask) for each query chunk: the keys s0..s1 it can see and the (c, L) visibility mask."
+    for t0 in range(0, T, chunk):
+        t1 = min(T, t0 + chunk)
+        s0, s1 = (max(0, t0 - window) if window else 0), t1 - 1
+        if s1 > s0: yield t0, t1, s0, s1, _visible(t0, t1, s0, s1, window, like.device, like.dtype)
 
 class ChunkedLinearAttention(torch.autograd.Function):
-    "Strictly causal (optionally windowed) `y = (q kᵀ ⊙ M) v` by query chunks, with a hand-written backward that recomputes each chunk's scores: no `(T, T)` tensor is kept, and only the keys a chunk sees are touched."
+    "Strictly causal (optionally windowed) `(q kᵀ ⊙ M) v` by query chunks; the backward recomputes their scores."
     @staticmethod
-    def forward(ctx, q, k, v, window:int, chunk:int):                        # q, k (..., T, N); v (..., T, D), broadcast over heads
+    def forward(ctx, q, k, v, window:int, chunk:int):                        # q, k (..., T, N); v (..., T, D)
         T = q.shape[-2]
         y = q.new_zeros(*q.shape[:-1], v.shape[-1])
         for t0, t1, s0, s1, M in _chunks(T, window, chunk, q):
             y[..., t0:t1, :] = ((q[..., t0:t1, :] @ k[..., s0:s1, :].mT) * M) @ v[..., s0:s1, :]
         ctx.save_for_backward(q, k, v); ctx.window, ctx.chunk = window, chunk
         return y
+
     @staticmethod
     def backward(ctx, dy):
         q, k, v = ctx.saved_tensors
@@ -169,245 +199,234 @@ class ChunkedLinearAttention(torch.autograd.Function):
             dk[..., s0:s1, :] += dS.mT @ qi
             dv[..., s0:s1, :] += S.mT @ dyi
         dims = [i for i, (a, b) in enumerate(zip(v.shape[:-2], dv.shape[:-2])) if a == 1 and b != 1]
-        return dq, dk, (dv.sum(dims, keepdim=True) if dims else dv), None, None
+        return dq, dk, (dv.sum(dims, keepdim=True) if dims else dv), None, None   # v was broadcast over heads
 
-def _chunks(T, window, chunk, like):
-    "(t0, t1, s0, s1, mask) for each query chunk: the keys s0..s1 it can see and the (c, L) visibility mask."
-    for t0 in range(0, T, chunk):
-        t1 = min(T, t0 + chunk)
-        s0, s1 = (max(0, t0 - window) if window else 0), t1 - 1
-        if s1 > s0: yield t0, t1, s0, s1, _visible(t0, t1, s0, s1, window, like.device, like.dtype)
-
-def attend_fast(q, k, v, logg=None, window:int=0, scale:float=1.0, chunk:int=256):
-    "`attend_faithful` in query chunks of the block lower triangle (a band with a window); memory O(T·chunk), not O(T²)."
+# %% ../nbs/08_bdh.ipynb #a1c0f007
+def attend_fast(q:torch.Tensor, # (B, nh, T, N) queries (or head-major, (nh, B, T, N))
+                k:torch.Tensor, # keys, laid out as `q`; longer than `q` when a window's last keys come first
+                v:torch.Tensor, # (B, 1, S, D) values (or (1, B, S, D))
+                logg:Optional[torch.Tensor]=None, # (B, nh, T) log γ of a forget gate (laid out as `q`)
+                window:int=0, # a query reads only the `window` keys before it (0: all)
+                scale:float=1.0, # of the scores
+                chunk:int=256, # queries per chunk
+               ) -> torch.Tensor:
+    "`attend_faithful` in query chunks of the block lower triangle (a band with a window): memory O(T·chunk)."
     T, S = q.shape[-2], k.shape[-2]
-    if S != T or T <= chunk: return attend_faithful(q, k, v, logg, window, scale)   # short, or a window's buffer in front
+    if S != T or T <= chunk: return attend_faithful(q, k, v, logg, window, scale)   # short, or a window's buffer first
     if logg is None: return ChunkedLinearAttention.apply(q, k.to(q.dtype), v.to(q.dtype), window, chunk) * scale
-    Gp, outs = _cum_log(logg), []                                             # forget gates: autograd through the blocks
+    Gp, outs = _cum_log(logg), []                                             # forget gates: autograd through blocks
     for t0 in range(0, T, chunk):
         t1 = min(T, t0 + chunk)
-        sc = (q[..., t0:t1, :] @ k[..., :t1, :].mT) * _visible(t0, t1, 0, t1, 0, q.device, q.dtype) * _pair_weights(Gp, t0, t1, 0, t1)
-        outs.append(sc @ v[..., :t1, :])
+        vis = _visible(t0, t1, 0, t1, 0, q.device, q.dtype) * _pair_weights(Gp, t0, t1, 0, t1)
+        outs.append(((q[..., t0:t1, :] @ k[..., :t1, :].mT) * vis) @ v[..., :t1, :])
     return torch.cat(outs, -2) * scale
 
+# %% ../nbs/08_bdh.ipynb #a1c0f010
+def layer_norm(x:torch.Tensor) -> torch.Tensor:
+    "LayerNorm over the last dimension, without affine parameters (BDH has none)."
+    return F.layer_norm(x, x.shape[-1:])
+
+def bdh_layer_reference(x:torch.Tensor, # (B, T, D) the residual stream
+                        encoder:torch.Tensor, # (nh, D, N): x -> x_sparse
+                        encoder_v:torch.Tensor, # (nh, D, N): y -> y_sparse
+                        decoder:torch.Tensor, # (nh·N, D): xy_sparse, heads concatenated -> x
+                        ang:torch.Tensor, # (T, N/2) RoPE angles of the positions (`rope_angles`)
+                        attend:Callable, # (q (B, nh, T, N), v (B, 1, T, D)) -> y (B, nh, T, D); keys are q
+                        dropout:float=0.0, # on the Hebbian gate
+                        training:bool=False, # dropout on
+                       ) -> tuple:
+    "One BDH layer as the reference writes it: the new `x`, and `x_sparse`, `y_sparse` `(B, nh, T, N)`."
+    B, T, D = x.shape
+    xs = F.relu(x[:, None] @ encoder)                              # (B, nh, T, N) sparse, positive neurons
+    q = rope_pairs(xs, ang)                                        # (B, nh, T, N) Q = K = RoPE(x_sparse)
+    y = attend(q, x[:, None])                                      # (B, nh, T, D) Σ_{s<t} (q_t·q_s) x_s, no softmax
+    ys = F.relu(layer_norm(y) @ encoder_v)                         # (B, nh, T, N)
+    xy = F.dropout(xs * ys, dropout, training)                     # (B, nh, T, N) the Hebbian gate
+    y_mlp = xy.transpose(1, 2).reshape(B, T, -1) @ decoder         # (B, T, D) heads concatenated
+    return layer_norm(x + layer_norm(y_mlp)), xs, ys
+
+# %% ../nbs/08_bdh.ipynb #a1c0f013
+def bdh_layer_fast(x:torch.Tensor, # (B, T, D) the residual stream
+                   encoder:torch.Tensor, # (nh, D, N)
+                   encoder_v:torch.Tensor, # (nh, D, N)
+                   decoder:torch.Tensor, # (nh·N, D)
+                   rot:torch.Tensor, # complex (T, N/2): `polar(1, ang)`
+                   attend:Callable, # (q (nh, B, T, N), v (1, B, T, D)) -> y (nh, B, T, D); keys are q
+                   dropout:float=0.0, # on the Hebbian gate
+                   training:bool=False, # dropout on
+                  ) -> tuple:
+    "`bdh_layer_reference` head-major, one matmul per head and weight: `x`, and `x_sparse`, `y_sparse` `(nh, B, T, N)`."
+    B, T, D = x.shape
+    nh, _, N = encoder.shape
+    xs = (x.reshape(1, B * T, D) @ encoder).relu_().view(nh, B, T, N)                   # (nh, B, T, N)
+    q = rope_complex(xs, rot)                                                            # (nh, B, T, N)
+    y = attend(q, x[None])                                                               # (nh, B, T, D)
+    ys = (layer_norm(y).reshape(nh, B * T, D) @ encoder_v).relu_().view(nh, B, T, N)    # (nh, B, T, N)
+    xy = F.dropout(xs * ys, dropout, training)                                           # (nh, B, T, N)
+    y_mlp = (xy.view(nh, B * T, N) @ decoder.view(nh, N, D)).sum(0).view(B, T, D)       # (B, T, D)
+    return layer_norm(x + layer_norm(y_mlp)), xs, ys
+
 # %% ../nbs/08_bdh.ipynb #bfcdd941
-class BDH(AutoShimMixin, PreTrainedModel, GenerationMixin):
-    "Baby Dragon Hatchling as a Hugging Face causal LM: parallel (faithful or fast) and recurrent forms of one function."
+@dataclass
+class BDHModelOutput(BaseModelOutputWithPast):
+    "`BDHModel`'s output: the residual stream, this forward's metrics (tensors) and, when asked, each layer's neurons."
+    metrics: Optional[dict] = None                  # training: x_active, y_active (fractions of neurons > 0)
+    activations: Optional[tuple] = None             # `output_activations=True`: per layer (x_sparse, y_sparse)
+
+class BDHModel(HierLMModel):
+    "BDH's backbone: the embedding and the layers (one set of weights by default); returns the residual stream."
     config_class = HierLMBDHConfig
-    base_model_prefix = 'bdh'
-    main_input_name = 'input_ids'
-    hierlm_module = 'hierlm.bdh'
-    supports_gradient_checkpointing = True
+    base_model_prefix = 'model'
+    auto_class = 'AutoModel'
 
     def __init__(self, config:HierLMBDHConfig):
         super().__init__(config)
         c = config
-        if not c.vocab_size: raise ValueError("vocab_size is 0: set model.vocab_size, or let the trainer take it from the tokenizer")
-        D, nh, N, Lw = c.d_model, c.n_heads, c.neurons, 1 if c.shared_weights else c.n_layers
-        std = c.init_std
+        D, nh, N, Lw, std = c.d_model, c.n_heads, c.neurons, 1 if c.shared_weights else c.n_layers, c.init_std
         self.embed = nn.Embedding(c.vocab_size, D)
         self.encoder = nn.Parameter(torch.randn(Lw, nh, D, N) * std)           # x -> x_sparse
         self.encoder_v = nn.Parameter(torch.randn(Lw, nh, D, N) * std)         # y -> y_sparse
         self.decoder = nn.Parameter(torch.randn(Lw, nh * N, D) * std)          # xy_sparse -> x
-        self.lm_head = nn.Linear(D, c.vocab_size, bias=False)
         if c.differential: self.lambda_logit = nn.Parameter(torch.zeros(Lw, nh))   # λ = 0.8 · 2σ(·): 0.8 at start
-        if c.forget == 'scalar': self.forget_bias = nn.Parameter(torch.full((Lw, nh), 4.0))   # γ = σ(4) ≈ 0.98
-        if c.forget == 'data':
-            self.forget_bias = nn.Parameter(torch.full((Lw, nh), 4.0))
-            self.forget_proj = nn.Parameter(torch.zeros(Lw, D, nh))
-        self.gradient_checkpointing = False
-        self.stats, self._active = {}, []                                    # sparsity of the last training forward
+        if c.forget != 'none': self.forget_bias = nn.Parameter(torch.full((Lw, nh), 4.0))   # γ = σ(4) ≈ 0.98
+        if c.forget == 'data': self.forget_proj = nn.Parameter(torch.zeros(Lw, D, nh))
         self.post_init()
 
-    def _init_weights(self, m):
-        if isinstance(m, (nn.Linear, nn.Embedding)): nn.init.normal_(m.weight, 0.0, self.config.init_std)
+    def weight(self, p:torch.Tensor, l:int) -> torch.Tensor:
+        "Layer `l`'s slice of a stacked weight (the only slice when the weights are shared)."
+        return p[0 if self.config.shared_weights else l]
 
-    def get_input_embeddings(self): return self.embed
-    def set_input_embeddings(self, e): self.embed = e
-    def get_output_embeddings(self): return self.lm_head
-    def set_output_embeddings(self, e): self.lm_head = e
-    def new_cache(self) -> BDHState: return BDHState()
+    def new_state(self) -> BDHState:
+        "An empty recurrent state."
+        return BDHState()
 
-    def _w(self, p, l): return p[0 if self.config.shared_weights else l]
+# %% ../nbs/08_bdh.ipynb #a1c0f016
+@patch
+def _key_signs(self:BDHModel, l:int, dtype) -> torch.Tensor:
+    "`(nh, N)`: 1 on the first half of the neurons, −λ (learned per head) on the second (the differential split)."
+    lam = 1.6 * torch.sigmoid(self.weight(self.lambda_logit, l))[:, None]     # (nh, 1)
+    half = self.config.neurons // 2
+    return torch.cat([torch.ones_like(lam).expand(-1, half), -lam.expand(-1, half)], -1).to(dtype)
 
-    def _ln(self, x): return F.layer_norm(x, x.shape[-1:])
+@patch
+def _log_forget(self:BDHModel, x:torch.Tensor, l:int) -> Optional[torch.Tensor]:
+    "log γ `(B, nh, T)` of the forget gate: per head (`scalar`) or per head and token (`data`); None without one."
+    c, (B, T, _) = self.config, x.shape
+    if c.forget == 'scalar': return F.logsigmoid(self.weight(self.forget_bias, l))[None, :, None].expand(B, -1, T)
+    if c.forget == 'data':
+        return F.logsigmoid(x @ self.weight(self.forget_proj, l) + self.weight(self.forget_bias, l)).mT
+    return None
 
-    def _layer(self, x, l, rot, ang, keep, state, record=None):
-        "One layer on `x (B, T, D)`: returns the new `x` and updates `state` in place (when given)."
-        c = self.config
-        B, T, D = x.shape
-        nh, N, fast = c.n_heads, c.neurons, c.impl == 'fast'
-        lay = (lambda t: t.transpose(0, 1)) if fast else (lambda t: t)       # fast runs head-major: (B, nh, ...) <-> (nh, B, ...)
-        if fast: xs = (x.reshape(1, B * T, D) @ self._w(self.encoder, l)).relu_().view(nh, B, T, N)   # per head one (B·T, D) @ (D, N)
-        else: xs = F.relu(x[:, None] @ self._w(self.encoder, l))              # (B, nh, T, N), as the reference
-        q = rope_complex(xs, rot) if fast else rope_pairs(xs, ang)           # Q = K = RoPE(x_sparse)
-        k = q if keep is None else q * lay(keep[:, None, :, None])          # padding: pads are never read
-        if c.differential:
-            lam = 1.6 * torch.sigmoid(self._w(self.lambda_logit, l))         # (nh,)
-            sgn = torch.cat([torch.ones(nh, N // 2, device=x.device, dtype=x.dtype), -lam[:, None].expand(nh, N - N // 2).to(x.dtype)], -1)
-            k = k * lay(sgn[None, :, None, :])
-        logg = None                                                          # log γ, (B, nh, T)
-        if c.forget == 'scalar': logg = F.logsigmoid(self._w(self.forget_bias, l))[None, :, None].expand(B, -1, T)
-        elif c.forget == 'data': logg = F.logsigmoid(x @ self._w(self.forget_proj, l) + self._w(self.forget_bias, l)).transpose(1, 2)
-        if logg is not None: logg = lay(logg)
-        scale = N ** -0.5 if c.score_norm == 'sqrt_n' else 1.0
-        v = lay(x[:, None])                                                  # (B, 1, T, D): the values are the stream
-        attend = (lambda q_, k_, v_, g, w: attend_fast(q_, k_, v_, g, w, scale, c.chunk_size)) if fast else \
-                 (lambda q_, k_, v_, g, w: attend_faithful(q_, k_, v_, g, w, scale))
-        if c.window:
-            if state is not None and l in state.keys:                       # the last `window` tokens come first
-                kk, vv = torch.cat([lay(state.keys[l]), k], -2), torch.cat([lay(state.values[l]), v], -2)
-            else: kk, vv = k, v
-            y = attend(q, kk, vv, None, c.window)
-            if state is not None: state.keys[l], state.values[l] = lay(kk[..., -c.window:, :]), lay(vv[..., -c.window:, :])
-        else:
-            y = attend(q, k, v, logg, 0)
-            if state is not None:
-                rho = state.rho.get(l)
-                y_in, new = _state_terms(q, k, v, logg, None if rho is None else lay(rho), scale)
-                state.rho[l] = lay(new)
-                if y_in is not None: y = y + y_in
-        if fast: ys = (self._ln(y).reshape(nh, B * T, D) @ self._w(self.encoder_v, l)).relu_().view(nh, B, T, N)
-        else: ys = F.relu(self._ln(y) @ self._w(self.encoder_v, l))          # (B, nh, T, N)
-        xy = F.dropout(xs * ys, c.dropout, self.training)                   # the Hebbian gate
-        if record is not None: record.append((lay(xs).detach(), lay(ys).detach()))
-        if self.training:                                                   # cheap: the first sequence only
-            with torch.no_grad(): self._active.append(torch.stack([(lay(xs)[:1] > 0).float().mean(), (lay(ys)[:1] > 0).float().mean()]))
-        dec = self._w(self.decoder, l)
-        if fast: y_mlp = (xy.view(nh, B * T, N) @ dec.view(nh, N, D)).sum(0).view(B, T, D)   # per head (B·T, N) @ (N, D)
-        else: y_mlp = xy.transpose(1, 2).reshape(B, T, nh * N) @ dec          # heads concatenated, as the reference
-        return self._ln(x + self._ln(y_mlp))
+# %% ../nbs/08_bdh.ipynb #a1c0f017
+@patch
+def _attend(self:BDHModel,
+            q:torch.Tensor, # (B, nh, T, N) queries = keys, or (nh, B, T, N) when `fast`
+            v:torch.Tensor, # (B, 1, T, D) the residual stream as values, or (1, B, T, D)
+            x:torch.Tensor, # (B, T, D) the layer's input (the data-dependent forget gate reads it)
+            l:int, # the layer
+            keep:Optional[torch.Tensor], # (B, T) 1 on tokens, 0 on padding; None: no padding
+            state:Optional[BDHState], # read, and updated in place
+            fast:bool, # head-major layout and `attend_fast`
+           ) -> torch.Tensor:
+    "Layer `l`'s linear attention `(B, nh, T, D)` (or head-major) with the config's options and the recurrent state."
+    c = self.config
+    lay = (lambda t: t.transpose(0, 1)) if fast else (lambda t: t)       # (B, nh, ...) <-> the layer's layout
+    attend = partial(attend_fast, chunk=c.chunk_size) if fast else attend_faithful
+    scale = c.neurons ** -0.5 if c.score_norm == 'sqrt_n' else 1.0
+    k = q if keep is None else q * lay(keep[:, None, :, None])           # pads are never read
+    if c.differential: k = k * lay(self._key_signs(l, x.dtype)[None, :, None, :])
+    if c.window:
+        if state is not None and l in state.keys:                        # the last `window` tokens come first
+            k, v = torch.cat([lay(state.keys[l]), k], -2), torch.cat([lay(state.values[l]), v], -2)
+        if state is not None: state.keys[l], state.values[l] = lay(k[..., -c.window:, :]), lay(v[..., -c.window:, :])
+        return attend(q, k, v, None, c.window, scale)
+    logg = self._log_forget(x, l)
+    if logg is not None: logg = lay(logg)
+    y = attend(q, k, v, logg, 0, scale)
+    if state is None: return y
+    rho = state.rho.get(l)
+    y_in, new = _state_terms(q, k, v, logg, None if rho is None else lay(rho), scale)
+    state.rho[l] = lay(new)
+    return y if y_in is None else y + y_in
+
+# %% ../nbs/08_bdh.ipynb #a1c0f019
+@patch
+def _layer(self:BDHModel,
+           x:torch.Tensor, # (B, T, D)
+           l:int, # the layer
+           rope:torch.Tensor, # (T, N/2): the angles (faithful) or `polar(1, angles)` (fast)
+           keep:Optional[torch.Tensor], # (B, T) padding mask, or None
+           state:Optional[BDHState], # updated in place
+          ) -> tuple:
+    "Layer `l` in the configured form: the new `x`, and `x_sparse`, `y_sparse` `(B, nh, T, N)`."
+    c, fast = self.config, self.config.impl == 'fast'
+    attend = partial(self._attend, x=x, l=l, keep=keep, state=state, fast=fast)
+    layer = bdh_layer_fast if fast else bdh_layer_reference
+    w = [self.weight(p, l) for p in (self.encoder, self.encoder_v, self.decoder)]
+    x, xs, ys = layer(x, *w, rope, attend, c.dropout, self.training)
+    return (x, xs.transpose(0, 1), ys.transpose(0, 1)) if fast else (x, xs, ys)
+
+# %% ../nbs/08_bdh.ipynb #a1c0f026
+@patch
+def forward(self:BDHModel,
+            input_ids:torch.Tensor=None, # (B, T)
+            attention_mask:Optional[torch.Tensor]=None, # (B, T) or longer (its last T columns are used); 0: padding
+            cache:Optional[BDHState]=None, # continues a sequence, updated in place
+            output_activations:bool=False, # also return every layer's (x_sparse, y_sparse)
+            **kwargs) -> BDHModelOutput:
+    "The residual stream `(B, T, D)` after the last layer; in training, the fraction of active neurons as metrics."
+    c = self.config
+    B, T = input_ids.shape
+    t0 = cache.t if cache is not None else 0
+    ang = rope_angles(torch.arange(t0, t0 + T, device=input_ids.device), c.neurons, c.rope_theta)   # (T, N/2)
+    rope = torch.polar(torch.ones_like(ang), ang) if c.impl == 'fast' else ang
+    keep = None
+    if attention_mask is not None and not bool(attention_mask[:, -T:].all()):
+        keep = attention_mask[:, -T:].to(self.embed.weight.dtype)
+    x = layer_norm(self.embed(input_ids))                                # (B, T, D)
+    acts, active = [], []
+    for l in range(c.n_layers):
+        if cache is None: x, xs, ys = self.checkpointed(self._layer, x, l, rope, keep, None)
+        else: x, xs, ys = self._layer(x, l, rope, keep, cache)
+        if output_activations: acts.append((xs.detach(), ys.detach()))
+        if self.training:                                                # cheap: the first sequence only
+            with torch.no_grad(): active.append(torch.stack([(xs[:1] > 0).float().mean(), (ys[:1] > 0).float().mean()]))
+    if cache is not None: cache.t += T
+    metrics = dict(zip(('x_active', 'y_active'), torch.stack(active).mean(0))) if active else {}
+    return BDHModelOutput(last_hidden_state=x, metrics=metrics, activations=tuple(acts) if output_activations else None)
+
+# %% ../nbs/08_bdh.ipynb #a1c0f021
+class BDHForCausalLM(HierLMCausalLM):
+    "BDH as a causal LM: `BDHModel` under `.model` and an LM head (untied, as in the reference)."
+    config_class = HierLMBDHConfig
+    base_model_prefix = 'model'
+
+    def __init__(self, config:HierLMBDHConfig):
+        super().__init__(config)
+        self.model = BDHModel(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, targets=None, cache:Optional[BDHState]=None,
-                past_key_values=None, use_cache=None, return_dict=True, record:Optional[list]=None, **kwargs):
-        "Logits `(B, T, V)`; `cache` (a `BDHState`) continues a sequence; `record` collects `(x_sparse, y_sparse)` per layer."
-        c = self.config
-        B, T = input_ids.shape
-        t0 = cache.t if cache is not None else 0
-        pos = torch.arange(t0, t0 + T, device=input_ids.device)
-        ang = rope_angles(pos, c.neurons, c.rope_theta)                       # (T, N/2), shared by all layers
-        rot = torch.polar(torch.ones_like(ang), ang) if c.impl == 'fast' else None
-        keep = None
-        if attention_mask is not None and not bool(attention_mask[:, -T:].all()): keep = attention_mask[:, -T:].to(self.embed.weight.dtype)
-        x = self._ln(self.embed(input_ids))                                  # (B, T, D)
-        self._active = []
-        for l in range(c.n_layers):
-            if self.gradient_checkpointing and self.training and cache is None and record is None:
-                x = self._gradient_checkpointing_func(self._layer, x, l, rot, ang, keep, None)
-            else: x = self._layer(x, l, rot, ang, keep, cache, record)
-        if self.training and self._active: self.stats = torch.stack(self._active).mean(0)   # (x, y) active fractions; no sync here
-        if cache is not None: cache.t += T
-        logits = self.lm_head(x)
-        return CausalLMOutputWithPast(loss=lm_loss(logits, labels, targets), logits=logits)
+                **kwargs) -> CausalLMOutputWithMetrics:
+        "Logits `(B, T, V)`, the loss of `labels` or `targets`, and in training the fraction of active neurons."
+        out = self.model(input_ids, attention_mask, cache)
+        logits = self.lm_head(out.last_hidden_state)
+        return CausalLMOutputWithMetrics(loss=lm_loss(logits, labels, targets), logits=logits, metrics=out.metrics)
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, **kwargs):
         "transformers' `generate()` re-reads the whole sequence (hierlm's `generate` uses the O(1) recurrent state)."
         return {'input_ids': input_ids, 'attention_mask': attention_mask}
 
-    def train_metrics(self) -> dict:
-        "Metrics the trainer logs: the fraction of active neurons in the last training forward."
-        return {} if not torch.is_tensor(self.stats) else dict(zip(('x_active', 'y_active'), self.stats.tolist()))
+    def new_state(self) -> BDHState:
+        "An empty recurrent state (`train.carry_state`, `hierlm.generate`)."
+        return BDHState()
 
-AutoConfig.register('hierlm-bdh', HierLMBDHConfig)
-AutoModelForCausalLM.register(HierLMBDHConfig, BDH)
+# %% ../nbs/08_bdh.ipynb #a1c0f027
+register_family(HierLMBDHConfig, BDHModel, BDHForCausalLM)
 
-def build_bdh(mc:BDHConfig, vocab_size:Optional[int]=None) -> BDH:
-    "A `BDH` from a hierlm `BDHConfig` (vocab size from the tokenizer when the config says 0)."
-    return BDH(HierLMBDHConfig.from_model_config(mc, vocab_size))
-
-# %% ../nbs/08_bdh.ipynb #bcb2e6fc
-@torch.no_grad()
-def neuron_activity(model:BDH, ids:torch.Tensor) -> list:
-    "Per layer, `(x_sparse, y_sparse)`, each `(B, nh, T, N)`, for `ids (B, T)` in eval mode."
-    was = model.training; model.eval(); rec = []
-    model(ids, record=rec); model.train(was)
-    return rec
-
-def sparsity_table(acts:list) -> dict:
-    "Fraction of active neurons `(layers, heads)` for `x` and `y`, and the overall means."
-    x = torch.stack([(a > 0).float().mean((0, 2, 3)) for a, _ in acts]); y = torch.stack([(b > 0).float().mean((0, 2, 3)) for _, b in acts])
-    return {'x': x, 'y': y, 'x_mean': x.mean().item(), 'y_mean': y.mean().item(),
-            'xy_mean': torch.stack([((a > 0) & (b > 0)).float().mean() for a, b in acts]).mean().item()}
-
-def plot_sparsity(acts:list, title:str=''):
-    "Active fraction per layer and head (x and y), and the per-neuron firing-rate histograms."
-    import matplotlib.pyplot as plt
-    st = sparsity_table(acts)
-    fig, axs = plt.subplots(1, 3, figsize=(13, 3.4))
-    for ax, key in zip(axs[:2], ('x', 'y')):
-        im = ax.imshow(st[key].numpy(), cmap='viridis', vmin=0, aspect='auto')
-        ax.set_xlabel('head'); ax.set_ylabel('layer'); ax.set_title(f'{key}_sparsity > 0: mean {st[key + "_mean"]:.1%}')
-        for (l, h), v in np.ndenumerate(st[key].numpy()): ax.text(h, l, f'{v:.0%}', ha='center', va='center', color='w', fontsize=8)
-        fig.colorbar(im, ax=ax)
-    for key, i in (('x', 0), ('y', 1)):
-        rate = torch.cat([(a[i] > 0).float().mean((0, 2)).flatten() for a in acts])   # per neuron
-        axs[2].hist(rate.numpy(), bins=50, alpha=0.6, label=key, log=True)
-    axs[2].set_xlabel('fraction of tokens a neuron fires on'); axs[2].set_ylabel('neurons'); axs[2].legend()
-    fig.suptitle(title); fig.tight_layout()
-    return fig
-
-def plot_raster(acts:list, tokens:list, layer:int=0, head:int=0, n_neurons:int=96, which:int=0):
-    "Token × neuron raster of `x_sparse` (`which=0`) or `y_sparse` (1) for the neurons that fire most on this text."
-    import matplotlib.pyplot as plt
-    a = acts[layer][which][0, head]                                          # (T, N)
-    top = (a > 0).float().sum(0).argsort(descending=True)[:n_neurons].sort().values
-    fig, ax = plt.subplots(figsize=(min(16, 2 + 0.16 * len(tokens)), 4))
-    ax.imshow(a[:, top].T.numpy(), aspect='auto', cmap='magma', interpolation='nearest')
-    ax.set_xticks(range(len(tokens))); ax.set_xticklabels([repr(t)[1:-1] for t in tokens], fontsize=7, family='monospace')
-    ax.set_ylabel(f'neuron (top {len(top)} of {a.shape[1]})'); ax.set_title(f'{"xy"[which]}_sparse, layer {layer}, head {head}')
-    fig.tight_layout()
-    return fig
-
-def selective_neurons(acts:list, ids:torch.Tensor, token_ids:dict, layer:int=0, k:int=3) -> dict:
-    "For each `name: token id`, the `k` (head, neuron, rate when present, rate otherwise) of `x_sparse` most selective for it."
-    fire = (acts[layer][0] > 0).float()                                      # (B, nh, T, N)
-    out = {}
-    for name, tid in token_ids.items():
-        on = (ids == tid)[:, None, :, None].float()                          # (B, 1, T, 1)
-        if on.sum() == 0 or on.sum() == on.numel(): continue
-        p_on = (fire * on).sum((0, 2)) / on.sum(); p_off = (fire * (1 - on)).sum((0, 2)) / (1 - on).sum()   # (nh, N)
-        sel = (p_on - p_off).flatten().topk(k).indices
-        N = fire.shape[-1]
-        out[name] = [(int(i) // N, int(i) % N, p_on.flatten()[i].item(), p_off.flatten()[i].item()) for i in sel]
-    return out
-
-def plot_sparsity_curve(metrics:list, title:str=''):
-    "Fraction of active neurons against the training step (from `metrics.jsonl`)."
-    import matplotlib.pyplot as plt
-    r = [m for m in metrics if 'x_active' in m]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    for key in ('x_active', 'y_active'): ax.plot([m['step'] for m in r], [m[key] for m in r], label=key.replace('_active', '_sparsity > 0'))
-    ax.set_xlabel('step'); ax.set_ylabel('fraction of neurons active'); ax.set_ylim(0, None); ax.legend(); ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-# %% ../nbs/08_bdh.ipynb #ff538a77
-def _explorer_view(acts, tokens, layer, head, pos, k=24):
-    import matplotlib.pyplot as plt
-    fig, axs = plt.subplots(1, 2, figsize=(11, 2.8))
-    for ax, which in zip(axs, (0, 1)):
-        a = acts[layer][which][0, head, pos]                                 # (N,)
-        top = a.topk(min(k, a.numel()))
-        ax.bar(range(len(top.values)), top.values.numpy(), color='C1' if which else 'C0')
-        ax.set_xticks(range(len(top.values))); ax.set_xticklabels([str(int(i)) for i in top.indices], rotation=90, fontsize=7)
-        ax.set_title(f'{"xy"[which]}_sparsity: {(a > 0).float().mean():.1%} active; top {len(top.values)} neurons', fontsize=9)
-    ctx = ''.join(tokens[max(0, pos - 20):pos]) + '[' + tokens[pos] + ']'
-    fig.suptitle(f'layer {layer}, head {head}, token {pos}: …{ctx!r}', fontsize=9); fig.tight_layout()
-    return fig
-
-def explore(model:BDH, tok, text:str):
-    "Interactive view of the neurons firing per layer/head/token (a static picture where widgets cannot run)."
-    import matplotlib.pyplot as plt
-    ids = torch.tensor([tok.encode(text)], device=next(model.parameters()).device)
-    acts = [(a.cpu(), b.cpu()) for a, b in neuron_activity(model, ids)]
-    tokens = [tok.decode([i]) for i in ids[0].tolist()]
-    try:
-        import ipywidgets as W
-        from IPython import get_ipython
-        if os.environ.get('IN_TEST') or get_ipython() is None or not hasattr(get_ipython(), 'kernel'): raise ImportError
-    except ImportError:
-        fig = _explorer_view(acts, tokens, 0, 0, len(tokens) - 1); plt.show(); return fig
-    c = model.config
-    def show(layer, head, token): _explorer_view(acts, tokens, layer, head, token); plt.show()
-    return W.interact(show, layer=W.IntSlider(0, 0, c.n_layers - 1), head=W.IntSlider(0, 0, c.n_heads - 1),
-                      token=W.IntSlider(len(tokens) - 1, 0, len(tokens) - 1))
+def build_bdh(mc:BDHConfig, # BDH's dataclass config
+              vocab_size:Optional[int]=None, # the tokenizer's; used when the config says 0
+             ) -> BDHForCausalLM:
+    "The BDH LM of a hierlm `BDHConfig`."
+    return BDHForCausalLM(HierLMBDHConfig.from_model_config(mc, vocab_size))

@@ -8,7 +8,9 @@
    bytes (nanoGPT's 90/10 split): validation loss against training tokens.
 3. Sparsity of the trained BDH on validation text, and the pictures (sparsity, raster, sparsity during training).
 
-    HIERLM_DATA=../shared/data python tools/bench_bdh.py [--minutes 6] [--skip-quality]
+    HIERLM_DATA=../shared/data python tools/bench_bdh.py [--minutes 6] [--skip-quality] [--skip-speed]
+
+--skip-speed / --skip-quality keep the section they skip from the last benchmarks/bdh_<device>.md.
 """
 import argparse, json, os, resource, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -58,7 +60,7 @@ def run(cfg, minutes, label):
         probe = Trainer(cfg, Path(t)/'probe'); probe.model.train()
         t0 = time.time()
         for i in range(4):
-            b = probe.train_stream.batch_at(i); probe._loss(b).backward(); probe.opt.step(); probe.opt.zero_grad()
+            b = probe.train_stream.batch_at(i); probe._loss(b).loss.backward(); probe.opt.step(); probe.opt.zero_grad()
         per_step = (time.time() - t0) / 4
     steps = max(20, int(minutes * 60 / (per_step * 1.15)))                  # room for 6 small evaluations
     cfg.train.max_steps = steps; cfg.eval.eval_every = max(10, steps // 6); cfg.eval.eval_batches = 8; cfg.train.ckpt_every = 10**9
@@ -93,7 +95,8 @@ def quality(minutes):
 def sparsity(bdh):
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     from hierlm.core import save_figure
-    from hierlm.bdh import neuron_activity, sparsity_table, plot_sparsity, plot_raster, plot_sparsity_curve, selective_neurons
+    from hierlm.bdh_analysis import (neuron_activity, sparsity_table, plot_sparsity, plot_raster, plot_sparsity_curve,
+                                     selective_neurons)
     tr = bdh['trainer']; m, tok = tr.model.eval(), tr.tok
     val = tr.val_stream.batch_at(0)['input_ids'][:8]                         # 8 validation blocks
     acts = neuron_activity(m, val)
@@ -144,6 +147,8 @@ def main():
                   '; '.join('[' + ', '.join(f'{v:.1%}' for v in row) + ']' for row in st['x'].tolist()) + '.', '',
                   'Neurons most selective for a byte in the last layer (head, neuron: firing rate when the current byte is it / otherwise): ' +
                   '; '.join(f"`{c}`: " + ', '.join(f'{h}:{n} {p:.0%}/{q:.0%}' for h, n, p, q in v) for c, v in sel.items()) + '.']
+    elif '**Validation loss' in old:                                        # --skip-quality keeps the last quality run
+        lines += ['', '', '**Validation loss' + old.split('**Validation loss', 1)[1].rstrip('\n')]
     out.write_text('\n'.join(lines) + '\n'); print('\n'.join(lines)); print(f'wrote {out}')
 
 if __name__ == '__main__': main()
