@@ -6,82 +6,266 @@ Docs: https://hierlm.github.io/hierlm/diffusion.html.md"""
 
 # %% auto #0
 __all__ = ['CLIP_GRID', 'sample_t', 'mask_tokens', 'subs_logits', 'DiffusionConfig', 'HierLMDiffusionConfig', 'BlockDiffusionLM',
-           'build_diffusion', 'search_noise_interval', 'nelbo', 'DiffusionSampling', 'diffusion_generate',
-           'plot_trajectory', 'loss_by_t', 'final_answer', 'generated_segments', 'record_accuracy']
+           'build_diffusion', 'search_noise_interval', 'nelbo', 'DiffusionSampling', 'sample_blocks',
+           'diffusion_generate', 'generated_segments', 'plot_trajectory', 'loss_by_t']
 
 # %% ../nbs/09_diffusion.ipynb #c76098f9
-import math, re
+import math, warnings
 from dataclasses import dataclass, field
-from typing import Literal, Optional
-import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
-from transformers import PreTrainedModel, AutoConfig, AutoModelForMaskedLM
+from typing import Iterator, Literal, Optional
+import torch, torch.nn as nn, torch.nn.functional as F
+from fastcore.basics import patch
 from transformers.modeling_outputs import MaskedLMOutput
-from .core import ModelConfig, register_model_config, ConfigError
+from .core import ModelConfig, ConfigError
 from .masks import block_diffusion_mask, plan_execute_mask, block_causal_mask
-from .decoder import AutoShimMixin, DecoderBlock, HierLMDecoderConfig, HierLMConfig
-from .attention import KVCache
-from .generate import SamplingConfig, filter_logits, pick
-from .data import special_token_id, end_token_id
+from .attention import KVCache, bind_mask
+from .decoder import DecoderBlock
+from .modeling import HierLMConfig, HierLMModel, LossOutput, register_family, evaluating
+from .generate import SamplingConfig, filter_logits, pick, prompt_ids
+from .tokenizers import end_token_id
+from .corpora import question_slot
 
 # %% ../nbs/09_diffusion.ipynb #71d05597
-def sample_t(n_seq:int, n_blocks:int, lo:float, hi:float, generator=None, device=None) -> torch.Tensor:
-    "Diffusion times `(n_seq, n_blocks)` in [lo, hi], stratified (antithetic) over all n_seq·n_blocks draws, then shuffled."
+def sample_t(n_seq:int, # sequences in the batch
+             n_blocks:int, # diffusion blocks per sequence
+             lo:float, # t is drawn from [lo, hi]
+             hi:float,
+             generator=None, device=None) -> torch.Tensor:
+    "Diffusion times `(n_seq, n_blocks)` in [lo, hi], stratified over all n_seq·n_blocks draws, then shuffled."
     n = n_seq * n_blocks
-    u = (torch.rand(n, generator=generator, device=device) + torch.arange(n, device=device)) / n    # one draw per stratum
+    u = (torch.rand(n, generator=generator, device=device) + torch.arange(n, device=device)) / n   # one per stratum
     u = u[torch.randperm(n, generator=generator, device=device)]
     return (lo + (hi - lo) * u).view(n_seq, n_blocks)
 
-def mask_tokens(x0:torch.Tensor, t:torch.Tensor, mask_id:int, eps:float=1e-3, generator=None):
-    "Absorbing-state forward process: each token becomes `mask_id` with probability (1 − ε)·t; `t (B, T)` per token → `(x_t, masked)`."
+def mask_tokens(x0:torch.Tensor, # (B, T) clean ids
+                t:torch.Tensor, # (B, T) each token's time
+                mask_id:int, eps:float=1e-3, generator=None) -> tuple:
+    "Absorbing-state forward process: each token becomes `mask_id` with probability (1 − ε)·t; `(x_t, masked)`."
     masked = torch.rand(x0.shape, generator=generator, device=x0.device) < (1 - eps) * t
     return torch.where(masked, torch.full_like(x0, mask_id), x0), masked
 
-def subs_logits(logits:torch.Tensor, xt:torch.Tensor, mask_id:int) -> torch.Tensor:
+def subs_logits(logits:torch.Tensor, # (B, T, V)
+                xt:torch.Tensor, # (B, T) the noisy ids
+                mask_id:int) -> torch.Tensor:
     "SUBS: the [MASK] logit is −∞, and an unmasked position predicts its own token with certainty."
     logits = logits.float().clone()
     logits[..., mask_id] = float('-inf')
-    keep = xt != mask_id
-    return torch.where(keep[..., None], torch.full_like(logits, float('-inf')).scatter(-1, xt[..., None], 0.0), logits)
+    copy = torch.full_like(logits, float('-inf')).scatter(-1, xt[..., None], 0.0)
+    return torch.where((xt != mask_id)[..., None], copy, logits)
 
 # %% ../nbs/09_diffusion.ipynb #53228bb8
-@register_model_config('diffusion')
 @dataclass
 class DiffusionConfig(ModelConfig):
     "Block diffusion's hyper-parameters: MDLM when `diffusion_block` is the whole sequence, BD3-LM otherwise."
+    arch: str = 'diffusion'
     d_model: int = 128
     n_layers: int = 4
     n_heads: int = 4
-    block_size: int = 256                      # L: tokens per sequence (the data's block size)
-    diffusion_block: int = 16                  # L': tokens per diffusion block; 0 or L: MDLM (one block); 1: AR-like
-    segments: list[int] = field(default_factory=list)   # [question, plan, execution] or [question, answer]: a clean prefix, then segments generated in order; empty: the whole sequence is generated
-    noise_eps: float = 1e-3                    # log-linear schedule: a token is masked with probability (1 − ε)·t
-    t_min: float = 1e-3                        # training draws t ~ U[t_min, t_max] (a clipped schedule); evaluation uses [1e-3, 1]
+    block_size: int = 256              # L: tokens per sequence (the data's block size)
+    diffusion_block: int = 16          # L': tokens per diffusion block; 0 or L: MDLM (one block); 1: AR-like
+    segments: list[int] = field(default_factory=list)  # [question, plan, execution] or [question, answer]; []: flat
+    noise_eps: float = 1e-3            # log-linear schedule: a token is masked with probability (1 − ε)·t
+    t_min: float = 1e-3                # training draws t ~ U[t_min, t_max] (clipped); evaluation uses [1e-3, 1]
     t_max: float = 1.0
-    clip_search: bool = False                  # at each evaluation, move [t_min, t_max] to the grid interval whose NELBO estimate has the least variance
-    mask_id: int = -1                          # [MASK]; set from the tokenizer (the trainer does it)
-    end_id: int = -1                           # end-of-text token, for stopping; set from the tokenizer when it has one
+    clip_search: bool = False          # at each evaluation, move [t_min, t_max] to the grid's least-variance interval
+    mask_id: int = -1                  # [MASK]; set from the tokenizer (`setup_tokenizer`)
+    end_id: int = -1                   # end-of-text token, for stopping; set from the tokenizer when it has one
     attn_backend: str = 'auto'
     rope_base: float = 10000.0
-    init_std: float = 0.02
 
-class HierLMDiffusionConfig(HierLMConfig):
-    "Hugging Face config of `BlockDiffusionLM` (fields and defaults from `DiffusionConfig`)."
-    model_type, fields_from, arch_name = 'hierlm-diffusion', DiffusionConfig, 'diffusion'
-    def __init__(self, **kwargs): super().__init__(**kwargs)
     @property
-    def block(self) -> int: return self.diffusion_block or self.block_size
+    def block(self) -> int:
+        "Tokens per diffusion block: `diffusion_block`, or the whole sequence when it is 0."
+        return self.diffusion_block or self.block_size
+
     def layout(self) -> tuple:
         "`(prefix length, [generated segment lengths])`."
         return (self.segments[0], list(self.segments[1:])) if self.segments else (0, [self.block_size])
+
     def validate(self):
+        "Segments that fill the sequence, a block size that tiles every segment, and 0 < t_min < t_max ≤ 1."
         Q, segs = self.layout()
         if self.segments and (len(self.segments) not in (2, 3) or sum(self.segments) != self.block_size):
-            raise ConfigError(f"model.segments={self.segments}: give [question, answer] or [question, plan, execution] lengths summing to block_size={self.block_size}")
+            raise ConfigError(f"model.segments={self.segments}: give [question, answer] or [question, plan, execution] "
+                              f"lengths summing to block_size={self.block_size}")
         if any(n % self.block for n in segs):
-            raise ConfigError(f"model.diffusion_block={self.block} must divide every generated segment ({segs}); e.g. use a power of two")
-        if not 0 < self.t_min < self.t_max <= 1: raise ConfigError(f"need 0 < t_min < t_max <= 1, got [{self.t_min}, {self.t_max}]")
+            raise ConfigError(f"model.diffusion_block={self.block} must divide every generated segment ({segs}); "
+                              f"e.g. use a power of two")
+        if not 0 < self.t_min < self.t_max <= 1:
+            raise ConfigError(f"need 0 < t_min < t_max <= 1, got [{self.t_min}, {self.t_max}]")
+
+class HierLMDiffusionConfig(HierLMConfig):
+    "transformers config of `BlockDiffusionLM` (fields, defaults and checks from `DiffusionConfig`)."
+    model_type, fields_from, arch_name = 'hierlm-diffusion', DiffusionConfig, 'diffusion'
+    block, layout = DiffusionConfig.block, DiffusionConfig.layout
 
 # %% ../nbs/09_diffusion.ipynb #5d391ea8
+class BlockDiffusionLM(HierLMModel):
+    "A denoiser on the decoder's blocks: block diffusion (BD3-LM) over `[x_t | x_0]`, MDLM when there is one block."
+    config_class = HierLMDiffusionConfig
+    base_model_prefix = 'diffusion'
+    _tied_weights_keys = {'lm_head.weight': 'embed.weight'}
+
+    def __init__(self, config:HierLMDiffusionConfig):
+        super().__init__(config)
+        c = config
+        self.embed = nn.Embedding(c.vocab_size, c.d_model)
+        self.blocks = nn.ModuleList(DecoderBlock(c.d_model, c.n_heads, i, rope_base=c.rope_base, dropout=c.dropout,
+                                                 attn_backend=c.attn_backend) for i in range(c.n_layers))
+        self.norm = nn.RMSNorm(c.d_model, eps=1e-5)
+        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        self.register_buffer('noise_interval', torch.tensor([c.t_min, c.t_max]))   # training's [t_min, t_max]; saved
+        self.post_init()
+
+    def run(self,
+            ids:torch.Tensor, # (B, T)
+            mask=None, # a `Mask` (bound here), or None: every position sees every other (and the cache)
+            positions=None, # RoPE positions (T,); None: after the cache's
+            cache=None, # a `KVCache` of clean blocks (sampling)
+           ) -> torch.Tensor:
+        "Logits `(B, T, V)` of the blocks over `ids`."
+        x = self.embed(ids)
+        mask = bind_mask(mask, x, self.config.n_heads, cache)            # once, for all layers
+        for blk in self.blocks:
+            if cache is not None: x = blk(x, mask, cache, positions)
+            else: x = self.checkpointed(blk, x, mask, None, positions)      # recomputed in backward when on
+        return self.lm_head(self.norm(x))
+
+    def forward(self,
+                input_ids=None, # (B, T)
+                labels=None, # any value: return the NELBO of `input_ids` as `loss` (transformers' Trainer)
+                attention_mask=None, return_dict=True, **kwargs) -> MaskedLMOutput:
+        "SUBS logits of `input_ids` under the sampling mask; with `labels`, the NELBO of `input_ids` instead."
+        if 'targets' in kwargs: raise TypeError("BlockDiffusionLM.forward takes no `targets`: use training_loss(batch)")
+        if labels is not None: return MaskedLMOutput(loss=self.training_loss({'input_ids': input_ids}).loss)
+        c = self.config
+        Q, _ = c.layout()
+        mask = None if (Q == 0 and c.block >= input_ids.shape[1]) else block_causal_mask(c.block, Q)
+        return MaskedLMOutput(logits=subs_logits(self.run(input_ids, mask), input_ids, c.mask_id))
+
+# %% ../nbs/09_diffusion.ipynb #37ea1e03
+@patch
+def setup_tokenizer(self:BlockDiffusionLM, tok):
+    "Take the [MASK] id (required) and the end-of-text id (when the tokenizer has one) from `tok`."
+    HierLMModel.setup_tokenizer(self, tok)                                 # the vocabulary check
+    self.config.mask_id = self.special_token(tok, '[MASK]')
+    end = end_token_id(tok)
+    if end is not None: self.config.end_id = end
+
+# %% ../nbs/09_diffusion.ipynb #40dc15e4
+@patch
+def denoise(self:BlockDiffusionLM,
+            xt:torch.Tensor, # (B, L) noisy ids (the prefix clean)
+            x0:torch.Tensor, # (B, L) clean ids
+            two_halves:Optional[bool]=None, # run over [x_t | x_0]; None: unless MDLM (one block, no prefix)
+           ) -> torch.Tensor:
+    "SUBS logits `(B, L, V)` for `x_t`, each block seeing its noisy self and the clean blocks before it."
+    c, (B, L) = self.config, xt.shape
+    Q, segs = c.layout()
+    if two_halves is None: two_halves = not (Q == 0 and c.block == L)      # MDLM: one block sees only x_t
+    if not two_halves: return subs_logits(self.run(xt), xt, c.mask_id)
+    ar = lambda a, b: torch.arange(a, b, device=xt.device)
+    ids, pos, out = [x0[:, :Q]], [ar(0, Q)], []
+    s, n = Q, Q
+    for m in segs:                                                         # [Q | S1_xt | S1_x0 | S2_xt | S2_x0]
+        ids += [xt[:, s:s + m], x0[:, s:s + m]]; pos += [ar(s, s + m)] * 2; out.append(ar(n, n + m))
+        s += m; n += 2 * m
+    mask = (block_diffusion_mask(L, c.block) if Q == 0 else
+            plan_execute_mask(Q, segs[0], segs[1] if len(segs) > 1 else 0, c.block))
+    logits = self.run(torch.cat(ids, 1), mask, torch.cat(pos))
+    logits = torch.cat([logits[:, :Q], logits[:, torch.cat(out)]], 1)     # back to the order of x_t
+    return subs_logits(logits, xt, c.mask_id)
+
+# %% ../nbs/09_diffusion.ipynb #9748d922
+@patch
+def diffusion_loss(self:BlockDiffusionLM,
+                   x0:torch.Tensor, # (B, block_size) clean ids
+                   interval=None, # (lo, hi) t is drawn from; None: the training interval, `noise_interval`
+                   generator=None, # for the times and the masks (evaluation: seeded)
+                   two_halves:Optional[bool]=None, # see `denoise`
+                  ) -> torch.Tensor:
+    "NELBO per generated token (the MDLM / BD3-LM objective), with one t per block in `interval`."
+    c, (B, L) = self.config, x0.shape
+    if c.mask_id < 0: raise ValueError("mask_id is not set: call model.setup_tokenizer(tok) or set model.mask_id")
+    if L != c.block_size:
+        raise ValueError(f"sequences of {L} tokens, but the model is configured for block_size={c.block_size} "
+                         f"(its mask and segments assume it)")
+    Q, _ = c.layout()
+    lo, hi = interval if interval is not None else self.noise_interval.tolist()
+    t = sample_t(B, (L - Q) // c.block, lo, hi, generator, x0.device).repeat_interleave(c.block, 1)   # (B, L − Q)
+    t = torch.cat([torch.ones(B, Q, device=x0.device), t], 1)                                        # prefix: clean
+    xt, masked = mask_tokens(x0, t, c.mask_id, c.noise_eps, generator)
+    masked[:, :Q] = False; xt[:, :Q] = x0[:, :Q]
+    logp = self.denoise(xt, x0, two_halves).log_softmax(-1)
+    nll = -logp.gather(-1, x0[..., None]).squeeze(-1)                                                # (B, L)
+    per_tok = torch.where(masked, nll / t, torch.zeros_like(nll))                                    # weight 1/t
+    return per_tok.sum() / (B * (L - Q))
+
+@patch
+def training_loss(self:BlockDiffusionLM,
+                  batch:dict, # `input_ids` (B, block_size); the next-token `targets` are not used
+                  state=None, # no recurrent state
+                 ) -> LossOutput:
+    "The NELBO of `input_ids`: t in the training interval, or in eval mode t ∈ [1e-3, 1] with the same noise each call."
+    x0 = batch['input_ids']
+    if self.training: return LossOutput(self.diffusion_loss(x0))
+    return LossOutput(self.diffusion_loss(x0, (1e-3, 1.0), torch.Generator(device=x0.device).manual_seed(0)))
+
+# %% ../nbs/09_diffusion.ipynb #05022a79
+register_family(HierLMDiffusionConfig, BlockDiffusionLM)
+
+def build_diffusion(mc:DiffusionConfig, # the dataclass config (`model:` in YAML)
+                    vocab_size:Optional[int]=None, # the tokenizer's; used when the config says 0
+                   ) -> BlockDiffusionLM:
+    "A `BlockDiffusionLM` from a hierlm `DiffusionConfig`."
+    return BlockDiffusionLM(HierLMDiffusionConfig.from_model_config(mc, vocab_size))
+
+# %% ../nbs/09_diffusion.ipynb #6f2e281b
+CLIP_GRID = [(lo, hi) for lo in (1e-3, 0.15, 0.3, 0.45) for hi in (0.55, 0.7, 0.85, 1.0)]
+
+def search_noise_interval(model,
+                          x0:torch.Tensor, # (B, block_size) clean ids
+                          grid=CLIP_GRID, # candidate (t_min, t_max) intervals
+                          n_draws:int=4, seed:int=0) -> tuple:
+    "The `(t_min, t_max)` of `grid` whose NELBO estimate varies least over `n_draws` noise draws; every variance."
+    var = {}
+    with evaluating(model):
+        for iv in grid:
+            g = torch.Generator(device=x0.device).manual_seed(seed)
+            var[iv] = torch.stack([model.diffusion_loss(x0, iv, g) for _ in range(n_draws)]).var().item()
+    return min(var, key=var.get), var
+
+def nelbo(model,
+          batches:list, # dicts with `input_ids` (B, block_size)
+          n_draws:int=1, seed:int=0) -> float:
+    "Mean NELBO per generated token (nats) over `batches`, t ∈ [1e-3, 1]: its exponential bounds the perplexity."
+    g = torch.Generator(device=model.device).manual_seed(seed)
+    with evaluating(model):
+        vals = [model.diffusion_loss(b['input_ids'].to(model.device), (1e-3, 1.0), g).item()
+                for b in batches for _ in range(n_draws)]
+    return sum(vals) / len(vals)
+
+# %% ../nbs/09_diffusion.ipynb #218326f0
+@patch
+def evaluation_metrics(self:BlockDiffusionLM,
+                       batches:list, # validation batches (dicts of tensors on the model's device)
+                      ) -> dict:
+    "The training interval `t_min`, `t_max`, first moved (with `clip_search`) to the one whose NELBO varies least."
+    if self.config.clip_search:
+        best, _ = search_noise_interval(self, batches[0]['input_ids'])
+        self.noise_interval.copy_(torch.tensor(best))
+    lo, hi = self.noise_interval.tolist()
+    return {'t_min': lo, 't_max': hi}
+
+# %% ../nbs/09_diffusion.ipynb #6c0a9d07
+@dataclass
+class DiffusionSampling:
+    "How block diffusion samples: steps per block, the sampler, stopping, and the token filter (`SamplingConfig`)."
+    steps: int = 16                    # ancestral: denoising steps per block (first-hitting: one token per step)
+    sampler: Literal['ancestral', 'first_hitting'] = 'ancestral'
+    stop_on_end: bool = True           # stop a segment (or the text) once every row has produced the end token
+    tokens: SamplingConfig = field(default_factory=lambda: SamplingConfig(top_p=0.9))   # temperature, top-k/p, cache
+
 class _Peek:
     "A view of a `KVCache` that attends to the cached keys without storing the new ones (the noisy block)."
     def __init__(self, cache): self.cache = cache
@@ -90,217 +274,177 @@ class _Peek:
         if layer not in self.cache.k: return k, v
         return torch.cat([self.cache.k[layer], k], 2), torch.cat([self.cache.v[layer], v], 2)
 
-class BlockDiffusionLM(AutoShimMixin, PreTrainedModel):
-    "A denoiser on the shared transformer blocks; block diffusion (BD3-LM) over `[x_t | x_0]`, MDLM when there is one block."
-    config_class = HierLMDiffusionConfig
-    base_model_prefix = 'diffusion'
-    main_input_name = 'input_ids'
-    auto_class = 'AutoModelForMaskedLM'
-    hierlm_module = 'hierlm.diffusion'
-    supports_gradient_checkpointing = True
-    _tied_weights_keys = {'lm_head.weight': 'embed.weight'}
-
-    def __init__(self, config:HierLMDiffusionConfig):
-        super().__init__(config)
-        c = config
-        if not c.vocab_size: raise ValueError("vocab_size is 0: set model.vocab_size, or let the trainer take it from the tokenizer")
-        blk = HierLMDecoderConfig(d_model=c.d_model, n_heads=c.n_heads, n_layers=c.n_layers, dropout=c.dropout, rope_base=c.rope_base,
-                                  attn_backend=c.attn_backend, vocab_size=c.vocab_size)
-        self.embed = nn.Embedding(c.vocab_size, c.d_model)
-        self.blocks = nn.ModuleList(DecoderBlock(blk, i) for i in range(c.n_layers))   # the decoder's block; the mask makes it a denoiser
-        self.norm = nn.RMSNorm(c.d_model, eps=1e-5)
-        self.lm_head = nn.Linear(c.d_model, c.vocab_size, bias=False)
-        self.register_buffer('noise_interval', torch.tensor([c.t_min, c.t_max]))   # training's [t_min, t_max]; saved, so a resume is exact
-        self.gradient_checkpointing = False                                  # set by activation_checkpointing_enable()
-        self.post_init()
-
-    def _init_weights(self, m):
-        if isinstance(m, (nn.Linear, nn.Embedding)): nn.init.normal_(m.weight, 0.0, self.config.init_std)
-    def get_input_embeddings(self): return self.embed
-    def set_input_embeddings(self, e): self.embed = e
-    def get_output_embeddings(self): return self.lm_head
-    def set_output_embeddings(self, e): self.lm_head = e
-
-    def use_tokenizer(self, tok):
-        "Take the [MASK] and end-of-text ids from the tokenizer (the trainer calls this)."
-        mid = special_token_id(tok, '[MASK]', self.config.vocab_size)
-        if mid is None: raise ConfigError("a diffusion LM needs a [MASK] token; add `data.special_tokens: ['[MASK]']` to the config")
-        self.config.mask_id = mid
-        end = end_token_id(tok)
-        if end is not None: self.config.end_id = end
-
-    def run(self, ids:torch.Tensor, mask=None, positions=None, cache=None) -> torch.Tensor:
-        "Logits `(B, T, V)` of the blocks over `ids` with an attention mask, RoPE positions and an optional KV cache."
-        x = self.embed(ids)
-        if mask is not None and cache is None: mask = mask.compile(ids.shape[1], ids.shape[1], ids.shape[0], self.config.n_heads, ids.device)
-        for blk in self.blocks:
-            if self.gradient_checkpointing and self.training and cache is None and torch.is_grad_enabled():
-                x = self._gradient_checkpointing_func(blk.__call__, x, mask, None, positions)   # recomputed in backward
-            else: x = blk(x, mask, cache, positions)
-        return self.lm_head(self.norm(x))
-
-    def denoise(self, xt:torch.Tensor, x0:torch.Tensor, two_halves:Optional[bool]=None) -> torch.Tensor:
-        "Training pass: SUBS logits `(B, L, V)` for `x_t`, each block seeing its own noisy block and the clean blocks before it."
-        c, (B, L) = self.config, xt.shape
-        Q, segs = c.layout()
-        if two_halves is None: two_halves = not (Q == 0 and c.block == L)                   # MDLM: one block sees only x_t
-        if not two_halves: return subs_logits(self.run(xt), xt, c.mask_id)
-        ar = lambda a, b: torch.arange(a, b, device=xt.device)
-        ids, pos, out = [x0[:, :Q]], [ar(0, Q)], []
-        s, n = Q, Q
-        for m in segs:                                                          # [Q | S1_xt | S1_x0 | S2_xt | S2_x0]
-            ids += [xt[:, s:s + m], x0[:, s:s + m]]; pos += [ar(s, s + m)] * 2; out.append(ar(n, n + m))
-            s += m; n += 2 * m
-        mask = block_diffusion_mask(L, c.block) if Q == 0 else plan_execute_mask(Q, segs[0], segs[1] if len(segs) > 1 else 0, c.block)
-        logits = self.run(torch.cat(ids, 1), mask, torch.cat(pos))
-        logits = torch.cat([logits[:, :Q], logits[:, torch.cat(out)]], 1)     # back to the order of x_t
-        return subs_logits(logits, xt, c.mask_id)
-
-    def diffusion_loss(self, x0:torch.Tensor, interval=None, generator=None, two_halves:Optional[bool]=None) -> torch.Tensor:
-        "NELBO per generated token (the MDLM / BD3-LM objective), with t per block in `interval`."
-        c, (B, L) = self.config, x0.shape
-        if c.mask_id < 0: raise ValueError("mask_id is not set: call model.use_tokenizer(tok) or set model.mask_id")
-        if L != c.block_size: raise ValueError(f"sequences of {L} tokens, but the model is configured for block_size={c.block_size} (its mask and segments assume it)")
-        Q, _ = c.layout()
-        lo, hi = interval if interval is not None else self.noise_interval.tolist()
-        t = sample_t(B, (L - Q) // c.block, lo, hi, generator, x0.device).repeat_interleave(c.block, 1)   # (B, L − Q)
-        t = torch.cat([torch.ones(B, Q, device=x0.device), t], 1)                                        # the prefix stays clean
-        xt, masked = mask_tokens(x0, t, c.mask_id, c.noise_eps, generator)
-        masked[:, :Q] = False; xt[:, :Q] = x0[:, :Q]
-        logp = self.denoise(xt, x0, two_halves).log_softmax(-1)
-        nll = -logp.gather(-1, x0[..., None]).squeeze(-1)                                                # (B, L)
-        per_tok = torch.where(masked, nll / t, torch.zeros_like(nll))                                    # weight 1/t (log-linear)
-        return per_tok.sum() / (B * (L - Q))
-
-    def forward(self, input_ids=None, targets=None, labels=None, attention_mask=None, return_dict=True, **kwargs):
-        "With `targets` (the trainer) or `labels`: the NELBO of `input_ids` as `loss`. Without: SUBS logits of `input_ids` under the inference mask."
-        c = self.config
-        if targets is None and labels is None:
-            Q, _ = c.layout()
-            mask = None if (Q == 0 and c.block >= input_ids.shape[1]) else block_causal_mask(c.block, Q)
-            return MaskedLMOutput(logits=subs_logits(self.run(input_ids, mask), input_ids, c.mask_id))
-        g = None if self.training else torch.Generator(device=input_ids.device).manual_seed(0)   # evaluation: the same noise each time
-        return MaskedLMOutput(loss=self.diffusion_loss(input_ids, None if self.training else (1e-3, 1.0), g))
-
-    @torch.no_grad()
-    def after_evaluate(self, batches:list) -> dict:
-        "With `clip_search`, move the training interval to the one whose NELBO estimate varies least; report it."
-        if self.config.clip_search:
-            best, _ = search_noise_interval(self, batches[0]['input_ids'])
-            self.noise_interval.copy_(torch.tensor(best))
-        lo, hi = self.noise_interval.tolist()
-        return {'t_min': lo, 't_max': hi}
-
-AutoConfig.register('hierlm-diffusion', HierLMDiffusionConfig)
-AutoModelForMaskedLM.register(HierLMDiffusionConfig, BlockDiffusionLM)
-
-def build_diffusion(mc:DiffusionConfig, vocab_size:Optional[int]=None) -> BlockDiffusionLM:
-    "A `BlockDiffusionLM` from a hierlm `DiffusionConfig` (vocab size from the tokenizer when the config says 0)."
-    return BlockDiffusionLM(HierLMDiffusionConfig.from_model_config(mc, vocab_size))
-
-# %% ../nbs/09_diffusion.ipynb #6f2e281b
-CLIP_GRID = [(lo, hi) for lo in (1e-3, 0.15, 0.3, 0.45) for hi in (0.55, 0.7, 0.85, 1.0)]
-
-@torch.no_grad()
-def search_noise_interval(model, x0:torch.Tensor, grid=CLIP_GRID, n_draws:int=4, seed:int=0) -> tuple:
-    "The `(t_min, t_max)` of `grid` whose batch NELBO estimate has the least variance over `n_draws` noise draws; and every candidate's variance."
-    was = model.training; model.eval()
-    var = {}
-    for iv in grid:
-        g = torch.Generator(device=x0.device).manual_seed(seed)
-        est = torch.stack([model.diffusion_loss(x0, iv, g) for _ in range(n_draws)])
-        var[iv] = est.var().item()
-    model.train(was)
-    return min(var, key=var.get), var
-
-@torch.no_grad()
-def nelbo(model, batches:list, n_draws:int=1, seed:int=0) -> float:
-    "Mean NELBO per generated token (nats) over `batches` of `input_ids`, with t ∈ [1e-3, 1]: exp of it bounds the perplexity."
-    was = model.training; model.eval()
-    g = torch.Generator(device=model.device).manual_seed(seed)
-    vals = [model.diffusion_loss(b['input_ids'].to(model.device), (1e-3, 1.0), g).item() for b in batches for _ in range(n_draws)]
-    model.train(was)
-    return sum(vals) / len(vals)
-
-# %% ../nbs/09_diffusion.ipynb #6c0a9d07
-@dataclass
-class DiffusionSampling:
-    "How block diffusion samples: denoising steps per block, the sampler, and the token filter (`SamplingConfig`: temperature, top-k, nucleus top-p, seed, use_cache)."
-    steps: int = 16                            # ancestral: denoising steps per block (first-hitting always takes one token per step)
-    sampler: Literal['ancestral', 'first_hitting'] = 'ancestral'
-    stop_on_end: bool = True                   # stop a segment (or the text) once every row has produced the end token
-    tokens: SamplingConfig = field(default_factory=lambda: SamplingConfig(top_p=0.9))
-
 def _draw(logits:torch.Tensor, sc:SamplingConfig, g) -> torch.Tensor:
     "A token for every position of `logits (B, n, V)` (greedy when temperature is 0)."
     B, n, V = logits.shape
     return pick(filter_logits(logits.reshape(B * n, V), sc), sc, g).view(B, n)
 
-@torch.no_grad()
-def diffusion_generate(model, prefix:Optional[torch.Tensor]=None, n_tokens:Optional[int]=None, ds:Optional[DiffusionSampling]=None,
-                       n_samples:int=1, return_trajectory:bool=False):
-    "Sample `n_tokens` after `prefix (B, P)` block by block (P: the question slot, or whole blocks of a prompt); `(B, P + n)` ids, and the step at which each token was unmasked."
-    c, ds = model.config, ds or DiffusionSampling()
-    sc, bs, M = ds.tokens, c.block, c.mask_id
+# %% ../nbs/09_diffusion.ipynb #0d156e0c
+def _denoise_block(model,
+                   out:torch.Tensor, # (B, S) the clean ids so far (in `cache` too, when there is one)
+                   cache, ds:DiffusionSampling, g, step:int) -> tuple:
+    "A block of masks denoised after `out`: `(ids (B, L'), the step at which each was unmasked, the next step)`."
+    c, sc = model.config, ds.tokens
+    bs, M, (Q, _) = c.block, c.mask_id, c.layout()
+    B, dev = out.shape[0], out.device
+    x, when = torch.full((B, bs), M, dtype=torch.long, device=dev), torch.full((B, bs), -1, device=dev)
+    logits, changed = None, True
+    n_steps = bs if ds.sampler == 'first_hitting' else ds.steps
+    for k in range(n_steps):
+        if changed:                                                   # no time input: same x, same logits
+            if cache is not None: logits = model.run(x, None, None, _Peek(cache))
+            else:
+                mask = block_causal_mask(bs, Q) if out.shape[1] else None
+                logits = model.run(torch.cat([out, x], 1), mask)[:, -bs:]
+            logits = subs_logits(logits, x, M)
+        cand = _draw(logits, sc, g)                                   # a token for every position
+        masked = x == M
+        if ds.sampler == 'first_hitting':                             # one masked position per row, uniformly
+            score = torch.rand(B, bs, generator=g, device=dev).masked_fill(~masked, -1)
+            unmask = F.one_hot(score.argmax(-1), bs).bool() & masked
+        else:                                                         # t → s: unmask with probability (t − s)/t
+            t, s = 1 - k / n_steps, 1 - (k + 1) / n_steps
+            unmask = masked & (torch.rand(B, bs, generator=g, device=dev) < (t - s) / t)
+        x, when = torch.where(unmask, cand, x), torch.where(unmask, step, when)
+        changed, step = bool(unmask.any()), step + 1
+    return torch.where(x == M, cand, x), when, step                   # nothing stays masked
+
+# %% ../nbs/09_diffusion.ipynb #a814af55
+def _plan(c, P:int, n_tokens:Optional[int]) -> tuple:
+    "`(tokens to generate, where each generated segment ends)` after a prefix of `P` tokens; a ValueError if it can't."
     Q, segs = c.layout()
-    dev = model.device
-    if prefix is None: prefix = torch.empty(n_samples, 0, dtype=torch.long, device=dev)
-    prefix = prefix.to(dev)
-    B, P = prefix.shape
-    if c.segments and P != Q: raise ValueError(f"this model generates after a prefix of exactly {Q} tokens (model.segments={c.segments}); got {P}")
-    if not c.segments and P % bs: raise ValueError(f"a prompt must fill whole blocks of {bs} tokens; got {P} (left-pad it)")
+    if c.segments and P != Q:
+        raise ValueError(f"this model generates after a prefix of exactly {Q} tokens (model.segments={c.segments}); "
+                         f"got {P}")
+    if not c.segments and P % c.block:
+        raise ValueError(f"a prompt must fill whole blocks of {c.block} tokens; got {P} (left-pad it)")
     n_tokens = n_tokens or (sum(segs) if c.segments else c.block_size - P)
-    if n_tokens % bs: raise ValueError(f"n_tokens={n_tokens} is not a multiple of the block size {bs}")
-    bounds = [sum(segs[:i + 1]) for i in range(len(segs))] if c.segments else [n_tokens]   # where each generated segment ends
+    if n_tokens % c.block: raise ValueError(f"n_tokens={n_tokens} is not a multiple of the block size {c.block}")
+    return n_tokens, ([sum(segs[:i + 1]) for i in range(len(segs))] if c.segments else [n_tokens])
+
+def sample_blocks(model,
+                  prefix:torch.Tensor, # (B, P): a question slot, or whole blocks of a prompt; (B, 0): none
+                  n_tokens:Optional[int]=None, # a multiple of the block size; None: the segments, or up to block_size
+                  ds:Optional[DiffusionSampling]=None) -> Iterator[tuple]:
+    "Each generated block `(B, L')` in order, and the step at which each of its tokens was unmasked."
+    n_tokens, bounds = _plan(model.config, prefix.shape[1], n_tokens)         # a prefix it cannot take fails now
+    return _blocks(model, prefix.to(model.device), n_tokens, bounds, ds or DiffusionSampling())
+
+@torch.no_grad()
+def _blocks(model, prefix, n_tokens:int, bounds:list, ds:DiffusionSampling) -> Iterator[tuple]:
+    "The generator behind `sample_blocks` (the prefix already checked)."
+    c, sc, (Q, _) = model.config, ds.tokens, model.config.layout()
+    bs, end, dev, (B, P) = c.block, c.end_id, model.device, prefix.shape
     g = torch.Generator(device=dev).manual_seed(sc.seed if sc.seed is not None else 0)
     cache = KVCache() if sc.use_cache else None
-    if cache is not None and P:                                             # the prefix: one bidirectional pass, or block by block
+    if cache is not None and P:                                       # the prefix: one bidirectional pass, or by blocks
         if Q: model.run(prefix, None, None, cache)
         else:
             for s in range(0, P, bs): model.run(prefix[:, s:s + bs], None, None, cache)
-    out, traj, step = prefix, [torch.full((B, P), -1, device=dev)], 0
-    done = torch.zeros(B, dtype=torch.bool, device=dev)                     # rows that have ended the current segment
+    out, step = prefix, 0
+    done = torch.zeros(B, dtype=torch.bool, device=dev)               # rows that have ended the current segment
     for start in range(0, n_tokens, bs):
         seg_end = next(b for b in bounds if b > start)
-        x = torch.full((B, bs), M, dtype=torch.long, device=dev)
-        when = torch.full((B, bs), -1, device=dev)
-        if ds.stop_on_end and done.all() and c.end_id >= 0:               # the segment has ended everywhere: the rest is end tokens
-            x.fill_(c.end_id)
-        else:
-            logits, changed = None, True
-            n_steps = bs if ds.sampler == 'first_hitting' else ds.steps
-            for k in range(n_steps):
-                if changed:                                                 # the denoiser has no time input: same x, same logits
-                    if cache is not None: logits = model.run(x, None, None, _Peek(cache))
-                    else: logits = model.run(torch.cat([out, x], 1), block_causal_mask(bs, Q) if out.shape[1] else None)[:, -bs:]
-                    logits = subs_logits(logits, x, M)
-                cand = _draw(logits, sc, g)                                 # a token for every position
-                masked = x == M
-                if ds.sampler == 'first_hitting':                           # one masked position per row, uniformly
-                    score = torch.rand(B, bs, generator=g, device=dev).masked_fill(~masked, -1)
-                    unmask = F.one_hot(score.argmax(-1), bs).bool() & masked
-                else:                                                       # t → s: a masked token unmasks with probability (t − s)/t
-                    t, s = 1 - k / n_steps, 1 - (k + 1) / n_steps
-                    unmask = masked & (torch.rand(B, bs, generator=g, device=dev) < (t - s) / t)
-                x = torch.where(unmask, cand, x); when = torch.where(unmask, step, when)
-                changed = bool(unmask.any()); step += 1
-            x = torch.where(x == M, cand, x)                                 # nothing stays masked
-        if c.end_id >= 0:                                                   # after the end token, a segment holds end tokens
-            seg_start = max([0] + [b for b in bounds if b <= start])
-            seen = torch.cat([out[:, P + seg_start:], x], 1) == c.end_id
-            after = (seen.long().cumsum(1) - seen.long() > 0)[:, -bs:]
-            x = torch.where(after, torch.full_like(x, c.end_id), x)
+        if ds.stop_on_end and done.all() and end >= 0:                # ended everywhere: the rest is end tokens
+            x, when = torch.full((B, bs), end, dtype=torch.long, device=dev), torch.full((B, bs), -1, device=dev)
+        else: x, when, step = _denoise_block(model, out, cache, ds, g, step)
+        if end >= 0:                                                  # after the end token, a segment holds end tokens
+            seen = torch.cat([out[:, P + max([0] + [b for b in bounds if b <= start]):], x], 1) == end
+            x = torch.where((seen.long().cumsum(1) - seen.long() > 0)[:, -bs:], torch.full_like(x, end), x)
             done = done | seen.any(1)
-        out, traj = torch.cat([out, x], 1), traj + [when]
-        if cache is not None: model.run(x, None, None, cache)               # the clean block joins the cache
+        out = torch.cat([out, x], 1)
+        yield x, when
+        if cache is not None: model.run(x, None, None, cache)         # the clean block joins the cache
         if start + bs == seg_end:
-            if ds.stop_on_end and done.all() and seg_end == bounds[-1] and c.end_id >= 0: break
+            if ds.stop_on_end and done.all() and seg_end == bounds[-1] and end >= 0: return
             done = torch.zeros_like(done)
-        if ds.stop_on_end and done.all() and c.end_id >= 0 and not c.segments: break
-    return (out, torch.cat(traj, 1)) if return_trajectory else out
+        if ds.stop_on_end and done.all() and end >= 0 and not c.segments: return
+
+# %% ../nbs/09_diffusion.ipynb #d12f29cc
+def diffusion_generate(model,
+                       prefix:Optional[torch.Tensor]=None, # (B, P): a question slot, or whole blocks of a prompt
+                       n_tokens:Optional[int]=None, # a multiple of the block size; None: the segments, or to block_size
+                       ds:Optional[DiffusionSampling]=None, # default: ancestral, 16 steps, nucleus 0.9
+                       n_samples:int=1, # rows, when there is no prefix
+                       return_trajectory:bool=False, # also the step at which each token was unmasked
+                      ):
+    "`(B, P + n)` ids sampled block by block after `prefix` (and the trajectory, when asked for)."
+    dev = model.device
+    prefix = (torch.empty(n_samples, 0, dtype=torch.long) if prefix is None else prefix).to(dev)
+    blocks = list(sample_blocks(model, prefix, n_tokens, ds))
+    ids = torch.cat([prefix] + [x for x, _ in blocks], 1)
+    if not return_trajectory: return ids
+    return ids, torch.cat([torch.full(prefix.shape, -1, device=dev)] + [w for _, w in blocks], 1)
+
+# %% ../nbs/09_diffusion.ipynb #653ebc89
+def _cut(ids:list, end:int) -> list: return ids[:ids.index(end)] if end in ids else ids
+
+def generated_segments(config, # a diffusion model's config (its `segments` and `end_id`)
+                       ids:list, # one row's generated ids, after the prefix
+                      ) -> list:
+    "One row's generated ids split into the model's segments (plan, execution; or one text), each cut at its end."
+    _, segs = config.layout()
+    starts = [sum(segs[:i]) for i in range(len(segs) + 1)] if config.segments else [0, len(ids)]
+    return [_cut(ids[a:b], config.end_id) for a, b in zip(starts, starts[1:])]
+
+def _prompt_prefix(c, ids:list, max_new_tokens:int) -> tuple:
+    "The prefix a prompt's ids become (the question slot, or its whole blocks), and how many tokens to generate."
+    Q, segs = c.layout()
+    if c.segments:
+        if c.end_id < 0: raise ValueError("this plan-then-execute model has no end token (model.end_id) to pad with")
+        if len(ids) > Q - 1: warnings.warn(f"the question is cut to its last {Q - 1} tokens (its slot)")
+        return question_slot(ids, Q, c.end_id), sum(segs)
+    if len(ids) % c.block:
+        warnings.warn(f"the prompt is cut to whole blocks of {c.block} tokens: the model sees its last "
+                      f"{len(ids) - len(ids) % c.block} of {len(ids)}")
+    return ids[len(ids) % c.block:], -(-max_new_tokens // c.block) * c.block
+
+# %% ../nbs/09_diffusion.ipynb #e2d97620
+def _text_pieces(tok, blocks, end:int) -> Iterator[str]:
+    "A flat text as it grows, block by block, up to the end token (a character split across blocks waits)."
+    ids, shown = [], ''
+    for x, _ in blocks:
+        row = x[0].tolist()
+        ids += _cut(row, end)
+        text = tok.decode(ids)
+        if text.endswith('\ufffd') and end not in row: continue           # an unfinished multi-byte character
+        if text[len(shown):]: yield text[len(shown):]
+        shown = text
+        if end in row: return
+    if tok.decode(ids)[len(shown):]: yield tok.decode(ids)[len(shown):]
+
+def _segment_lines(tok, c, blocks) -> Iterator[str]:
+    "Each generated segment's text on a line of its own (a newline, then the text), as soon as it is complete."
+    _, segs = c.layout()
+    bounds, ids = [sum(segs[:i + 1]) for i in range(len(segs))], []
+    for x, _ in blocks:
+        ids += x[0].tolist()
+        if len(ids) in bounds:
+            i = bounds.index(len(ids))
+            yield '\n' + tok.decode(_cut(ids[bounds[i - 1] if i else 0:], c.end_id))
+
+@patch
+def complete(self:BlockDiffusionLM, tok,
+             prompt:str, # flat: the text to continue; plan-then-execute: the question
+             sc:SamplingConfig, # temperature, top-k/p, seed, use_cache; flat: `max_new_tokens` (whole blocks)
+             steps:int=16, # ancestral: denoising steps per block
+             sampler:str='ancestral', # or 'first_hitting'
+             **options, # another kind's options: ignored
+            ) -> Iterator[str]:
+    "The text the model writes after `prompt`: flat, a block at a time; plan-then-execute, a segment a line."
+    ids = prompt_ids(tok, prompt, allow_empty=True)                     # characters it cannot encode: PromptError
+    prefix, n = _prompt_prefix(self.config, ids, sc.max_new_tokens)
+    ds = DiffusionSampling(steps, sampler, tokens=sc)
+    blocks = sample_blocks(self, torch.tensor([prefix], dtype=torch.long), n, ds)
+    with evaluating(self):
+        if self.config.segments: yield from _segment_lines(tok, self.config, blocks)
+        else: yield from _text_pieces(tok, blocks, self.config.end_id)
 
 # %% ../nbs/09_diffusion.ipynb #2f8742ce
-def plot_trajectory(tok, ids:torch.Tensor, when:torch.Tensor, width:int=64, title:str=''):
+def plot_trajectory(tok,
+                    ids:torch.Tensor, # (T,) one row of ids
+                    when:torch.Tensor, # (T,) the step at which each was unmasked (−1: given)
+                    width:int=64, title:str=''):
     "Generated tokens coloured by the denoising step at which each was unmasked (grey: given, or filled after the end)."
     import matplotlib.pyplot as plt
     chars, when = [tok.decode([i]) for i in ids.tolist()], when.tolist()
@@ -310,56 +454,21 @@ def plot_trajectory(tok, ids:torch.Tensor, when:torch.Tensor, width:int=64, titl
     for i, (ch, w) in enumerate(zip(chars, when)):
         r, col = divmod(i, width)
         ax.add_patch(plt.Rectangle((col, -r - 1), 1, 1, color='0.85' if w < 0 else cmap(w / top), lw=0))
-        ax.text(col + 0.5, -r - 0.5, {'\n': '⏎', ' ': '·'}.get(ch, ch[:2]), ha='center', va='center', fontsize=6, family='monospace',
-                color='k' if w < 0 or w / top > 0.5 else 'w')
+        ax.text(col + 0.5, -r - 0.5, {'\n': '⏎', ' ': '·'}.get(ch, ch[:2]), ha='center', va='center', fontsize=6,
+                family='monospace', color='k' if w < 0 or w / top > 0.5 else 'w')
     ax.set_xlim(0, width); ax.set_ylim(-rows, 0); ax.axis('off')
-    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, top)); fig.colorbar(sm, ax=ax, fraction=0.02, pad=0.01, label='step unmasked')
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, top))
+    fig.colorbar(sm, ax=ax, fraction=0.02, pad=0.01, label='step unmasked')
     ax.set_title(title, fontsize=9)
     return fig
 
-@torch.no_grad()
-def loss_by_t(model, x0:torch.Tensor, ts=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seed:int=0) -> dict:
-    "The NELBO integrand at fixed t's: (1/t)·Σ_masked −log p per token, which is in expectation the cross-entropy per masked token."
-    was = model.training; model.eval()
+def loss_by_t(model,
+              x0:torch.Tensor, # (B, block_size) clean ids
+              ts=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seed:int=0) -> dict:
+    "The NELBO integrand at fixed t's: (1/t)·Σ_masked −log p per token, in expectation the CE per masked token."
     out = {}
-    for t in ts:
-        g = torch.Generator(device=x0.device).manual_seed(seed)
-        out[t] = model.diffusion_loss(x0, (t, t), g).item()
-    model.train(was)
+    with evaluating(model):
+        for t in ts:
+            g = torch.Generator(device=x0.device).manual_seed(seed)
+            out[t] = model.diffusion_loss(x0, (t, t), g).item()
     return out
-
-# %% ../nbs/09_diffusion.ipynb #ac45e6a7
-_ANSWER = re.compile(r'####\s*(-?[\d.,]*\d)')
-
-def final_answer(text:str) -> Optional[str]:
-    "The number after `####` (commas removed), or None."
-    m = _ANSWER.search(text)
-    return m.group(1).replace(',', '') if m else None
-
-def generated_segments(config, ids:list) -> list:
-    "One row's generated ids split into the model's segments (plan, execution; or one text), each cut at its end token."
-    _, segs = config.layout()
-    starts = [sum(segs[:i]) for i in range(len(segs) + 1)] if config.segments else [0, len(ids)]
-    return [part[:part.index(config.end_id)] if config.end_id in part else part for part in (ids[a:b] for a, b in zip(starts, starts[1:]))]
-
-@torch.no_grad()
-def record_accuracy(model, tok, records:list, segments:list, layout:str='plan_execute', ds:Optional[DiffusionSampling]=None,
-                    batch_size:int=32) -> dict: # [question, plan, execution] slot lengths, as in `data.segments`
-    "Exact match of the final `#### answer`: generate after each question slot (a diffusion LM block by block, a causal LM greedily)."
-    from hierlm.data import encode_record
-    from hierlm.generate import generate
-    Q, n_gen = segments[0], sum(segments[1:])
-    ds = ds or DiffusionSampling(tokens=SamplingConfig(temperature=0.0))
-    rows = []
-    for i in range(0, len(records), batch_size):
-        chunk = records[i:i + batch_size]
-        prefix = torch.tensor(np.stack([encode_record(tok, r, segments, layout)[:Q] for r in chunk]))
-        if isinstance(model, BlockDiffusionLM):
-            gen = diffusion_generate(model, prefix, n_gen, ds)[:, Q:].tolist()
-            texts = ['\n'.join(tok.decode(p) for p in generated_segments(model.config, g)) for g in gen]
-        else:
-            prompts = [tok.decode(p.tolist()) for p in prefix]
-            texts = generate(model, tok, prompts, SamplingConfig(max_new_tokens=n_gen, temperature=0.0, use_cache=ds.tokens.use_cache))
-        rows += [{'question': r['question'], 'generated': t, 'predicted': final_answer(t), 'answer': r['answer']} for r, t in zip(chunk, texts)]
-    correct = sum(r['predicted'] == r['answer'] for r in rows)
-    return {'exact_match': correct / max(1, len(rows)), 'correct': correct, 'n': len(rows), 'rows': rows}

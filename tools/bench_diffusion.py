@@ -48,13 +48,13 @@ def train(preset, extra, steps, label, batch):
 
 def sampling_speed(tr, n_tokens=256, batch=8):
     "tokens/s with and without the cache (diffusion: block by block; AR: the shared generate loop)."
-    from hierlm.diffusion import BlockDiffusionLM, diffusion_generate, DiffusionSampling
+    from hierlm.diffusion import diffusion_generate, DiffusionSampling
     from hierlm.generate import SamplingConfig, stream
     m = tr.model.eval(); out = {}
     for use_cache in (True, False):
         sc = SamplingConfig(top_p=0.9, seed=0, use_cache=use_cache, max_new_tokens=n_tokens)
         t0 = time.perf_counter()
-        if isinstance(m, BlockDiffusionLM):
+        if m.kind == 'diffusion':
             steps = min(m.config.block, 64)                                  # MDLM: 64 steps for 256 tokens; BD3-LM: L' steps per block
             ds = DiffusionSampling(steps=steps, tokens=sc, stop_on_end=False)
             n = diffusion_generate(m, n_tokens=n_tokens, ds=ds, n_samples=batch).shape[1]
@@ -102,8 +102,9 @@ def shakespeare(steps, batch):
     return '\n'.join(rows)
 
 def records(variants, base, size, steps, batch, problems, title):
-    from hierlm.data import load_corpus
-    from hierlm.diffusion import record_accuracy, nelbo
+    from hierlm.corpora import load_corpus
+    from hierlm.diffusion import nelbo
+    from hierlm.tasks import record_accuracy
     rows = [title, '', '| model | val loss (nats/token) | exact match | train time | an answer |', '|---|---:|---:|---:|---|']
     for label, (preset, extra) in variants.items():
         tr, wall = train(str(ar_config(base)) if preset == 'ar' else preset, size + extra, steps, f'{base}-' + label.split(' ')[0], batch)
