@@ -13,7 +13,8 @@ import argparse, json, math, sys, time
 import yaml
 from .core import (ConfigError, list_presets, load_config, config_to_dict, seed_everything, quiet_transformers,
                          architecture)
-from .data import CorpusError, get_dataloaders
+from .tokenizers import CorpusError
+from .batching import training_data
 from pathlib import Path
 
 # %% ../nbs/90_cli.ipynb #e23e3525
@@ -97,12 +98,11 @@ def cmd_data(args):
     cfg = load_config(args.config, args.overrides)
     seed_everything(cfg.seed)
     t0 = time.time()
-    tok, dls = get_dataloaders(cfg)
-    dt = time.time() - t0
-    print(f'corpus {cfg.data.corpus!r}, tokenizer {cfg.data.tokenizer!r}: vocabulary {len(tok)} ({dt:.1f}s)')
-    for s, dl in dls.items():
-        print(f'  {s:<6} {len(dl.dataset.split):>12,} tokens  {len(dl.dataset):>8,} blocks of {cfg.data.block_size}')
-    batch = next(iter(dls['train']))
+    data = training_data(cfg)                    # what the trainer reads: one corpus, a mixture or a stream
+    tok, dt = data.tokenizer, time.time() - t0
+    print(f'corpus {data.name!r}, tokenizer {cfg.data.tokenizer!r}: vocabulary {len(tok)} ({dt:.1f}s)')
+    for line in data.summary: print('  ' + line)
+    batch = data.train.batch_at(0)
     print('batch:', ', '.join(f'{k} {tuple(v.shape)}' for k, v in batch.items()))
     print('first example, decoded:')
     print('  ' + repr(tok.decode(batch['input_ids'][0, :args.show].tolist())))
@@ -119,7 +119,7 @@ def cmd_train(args):
 
 def _record_exact_match(tr, n:int):
     "A record corpus (arith, gsm8k): print a diffusion model's exact match on the first `n` test problems (greedy)."
-    from hierlm.data import RECORDS, load_corpus
+    from hierlm.corpora import RECORDS, load_corpus
     cfg = tr.cfg
     if cfg.data.corpus not in RECORDS or n == 0: return
     if architecture(cfg.model.arch).kind != 'diffusion':                   # the registry says what kind of model it is
@@ -178,7 +178,7 @@ def _generate_diffusion(p:Path, tok, sc, args):
     from transformers import AutoModelForMaskedLM
     from hierlm.diffusion import diffusion_generate, DiffusionSampling, generated_segments
     from hierlm.generate import prompt_ids
-    from hierlm.data import question_slot
+    from hierlm.corpora import question_slot
     ids = prompt_ids(tok, args.prompt, allow_empty=True)
     model = _load('model', p, lambda: AutoModelForMaskedLM.from_pretrained(p, local_files_only=True).eval())
     c = model.config

@@ -72,7 +72,8 @@ def model_config_class(arch:str) -> type: # a key of `ARCHITECTURES`
 @dataclass
 class DataConfig:
     "Where the text comes from, how it is tokenized and batched."
-    corpus: str                        # `tiny_shakespeare`, `wikitext-2`, `synthetic`, a .txt/.jsonl path, or `hf:NAME`
+    corpus: str = ''                   # a built-in name, a .txt/.jsonl path or `hf:NAME`; or give `mixture` instead
+    mixture: list[dict] = field(default_factory=list)   # [{corpus: ..., weight: ...}, ...]: rows drawn in these shares
     tokenizer: str = 'char'            # `bytes`, `char`, `bpe`, or a local folder holding a Hugging Face tokenizer
     vocab_size: int = 0                # BPE only: vocabulary size to train
     data_dir: Optional[str] = None     # folder with the built-in corpora; default: $HIERLM_DATA
@@ -82,11 +83,77 @@ class DataConfig:
     batch_size: int = 32               # examples per batch
     cache_dir: Optional[str] = None    # token cache; default: $HIERLM_CACHE or ~/.cache/hierlm
     structured: bool = False           # batches carry per-token doc/section/sentence ids
-    synthetic_docs: int = 200          # synthetic corpus: number of documents
-    synthetic_registers: bool = True   # synthetic corpus: each sentence in one of four registers (false: one vocabulary per section, sentences carry nothing of their own)
-    segments: list[int] = field(default_factory=list)   # record corpora (gsm8k): tokens per slot, [question, plan, execution]
-    layout: Literal['plan_execute', 'flat'] = 'plan_execute'   # record corpora: plan and execution in their own slots, or one answer slot
+    synthetic_docs: int = 200          # synthetic / arith corpora: number of documents / problems
+    synthetic_registers: bool = True   # synthetic: sentences in four registers (false: one vocabulary per section)
+    segments: list[int] = field(default_factory=list)   # record corpora: tokens per slot, [question, plan, execution]
+    layout: Literal['plan_execute', 'flat'] = 'plan_execute'   # records: plan | execution slots, or one answer slot
     special_tokens: list[str] = field(default_factory=list)   # added to the tokenizer, e.g. ['[MASK]'] for masked LMs
+    hf_config: Optional[str] = None    # `hf:` corpora: the dataset's config name, e.g. `wikitext-2-raw-v1`
+    hf_split: str = 'train'            # `hf:` corpora: the split trained on
+    hf_val_split: Optional[str] = None # `hf:` corpora: the split validated on; default: held out from `hf_split`
+    hf_data_files: list[str] = field(default_factory=list)   # `hf:json` / `hf:parquet` / `hf:text`: local files, globs
+    streaming: bool = False            # `hf:` corpora: tokenized and packed as training reads them, never loaded whole
+    val_blocks: int = 256              # streamed corpora: validation blocks (of `hf_val_split`, else held out first)
+
+    MIXTURE_KEYS = ('corpus', 'weight', 'data_dir', 'text_field', 'val_fraction', 'synthetic_docs',
+                    'synthetic_registers', 'hf_config', 'hf_split', 'hf_val_split', 'hf_data_files', 'streaming',
+                    'val_blocks')   # what a mixture entry may set: its corpus, its share, how to read it
+    HF_FIELDS = ('hf_config', 'hf_split', 'hf_val_split', 'hf_data_files', 'streaming')
+
+    def __post_init__(self): self.validate()
+
+    def validate(self):
+        "Check combinations of fields (one corpus or a mixture, positive weights, what a stream allows): `ConfigError`."
+        if self.mixture and self.corpus:
+            raise ConfigError(f"data: give data.corpus (one corpus) or data.mixture (several, with weights), not both "
+                              f"(data.corpus is {self.corpus!r})")
+        if not (self.mixture or self.corpus):
+            raise ConfigError("data: missing required field 'data.corpus' (str), or give data.mixture: "
+                              "[{corpus: ..., weight: ...}, ...]")
+        if not self.mixture: return self._check_source(vars(self), 'data')
+        default = lambda f: f.default_factory() if f.default is dataclasses.MISSING else f.default
+        fs = {f.name: f for f in fields(DataConfig)}
+        if moved := [k for k in self.HF_FIELDS if getattr(self, k) != default(fs[k])]:
+            raise ConfigError(f"data.{moved[0]} describes one corpus: with data.mixture, give it in that corpus's "
+                              f"entry")
+        hints, entries = get_type_hints(DataConfig), []
+        for i, e in enumerate(self.mixture):
+            key = f'data.mixture[{i}]'
+            if not isinstance(e, dict) or 'corpus' not in e:
+                raise ConfigError(f"{key} should be a mapping with a corpus, like {{corpus: synthetic, weight: 0.5}}; "
+                                  f"got {e!r}")
+            for k in e:
+                if k not in self.MIXTURE_KEYS:
+                    raise ConfigError(f"{key}: unknown key '{k}'{_closest(k, self.MIXTURE_KEYS)} (valid keys here: "
+                                      f"{', '.join(self.MIXTURE_KEYS)}; the others are shared: set them under data)")
+            e = {k: _coerce(v, float if k == 'weight' else hints[k], f'{key}.{k}', 'data') for k, v in e.items()}
+            e.setdefault('weight', 1.0)
+            if not 0 < e['weight'] < float('inf'):
+                raise ConfigError(f"{key}.weight should be a positive number (its share is weight / sum of weights), "
+                                  f"got {e['weight']}")
+            self._check_source({**vars(self), **e}, key)
+            entries.append(e)
+        self.mixture = entries
+
+    @staticmethod
+    def _check_source(d:dict, key:str):
+        "The fields that describe one corpus (`d`: field -> value) fit together; `key` names it in messages."
+        c = d['corpus']
+        if not c.startswith('hf:'):
+            defaults = {f.name: f.default for f in fields(DataConfig) if f.default is not dataclasses.MISSING}
+            if given := [k for k in DataConfig.HF_FIELDS if d[k] != defaults.get(k, [])]:
+                raise ConfigError(f"{key}.{given[0]} is for hf: corpora (data.corpus=hf:NAME); {key}.corpus is {c!r}")
+            return
+        if c == 'hf:': raise ConfigError(f"{key}.corpus='hf:' names no dataset: hf:NAME (a hub dataset), hf:json / "
+                                         f"hf:parquet / hf:text with hf_data_files, or hf:/path/to/folder")
+        if not d['streaming']: return
+        if d['structured']:
+            raise ConfigError(f"{key}: a streamed corpus has no document structure: set data.structured=false")
+        if d['tokenizer'] == 'char':
+            raise ConfigError(f"{key}: a streamed corpus is never read whole, so no character vocabulary can be "
+                              f"built from it: use data.tokenizer=bytes, bpe (trained on its first texts) or a "
+                              f"tokenizer folder")
+        if d['val_blocks'] < 1: raise ConfigError(f"{key}.val_blocks should be at least 1, got {d['val_blocks']}")
 
 @dataclass
 class TrainConfig:

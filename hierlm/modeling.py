@@ -135,7 +135,7 @@ class HierLMModel(AutoShimMixin, PreTrainedModel):
                       token:str, # e.g. '[MASK]'
                      ) -> int:
         "The id of `token` in `tok`, or a `ConfigError` saying how to add it."
-        from hierlm.data import special_token_id
+        from hierlm.tokenizers import special_token_id
         tid = special_token_id(tok, token, self.config.vocab_size)
         if tid is None:
             raise ConfigError(f"{type(self).__name__} needs a {token} token in its tokenizer: add "

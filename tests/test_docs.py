@@ -13,7 +13,7 @@ pytestmark = pytest.mark.xdist_group(name='docs')   # with --dist loadgroup, whe
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, DRIVER = shutil.which('chromium'), shutil.which('chromedriver')
 WIDTH, SCREEN, MAX_SCREENS = 1280, 1400, 16
-SHOT_PAGES = [('index.html', 'hierlm', 2), ('01_data.html', 'data', 1), ('02_masks.html', 'masks', 1),
+SHOT_PAGES = [('index.html', 'hierlm', 2), ('01b_corpora.html', 'corpora', 1), ('02_masks.html', 'masks', 1),
               ('08_bdh.html', 'bdh', 1)]
 
 @pytest.fixture(scope='session')
@@ -41,9 +41,10 @@ def site(out):
 def test_every_notebook_has_a_page(site):
     for nb in (ROOT/'nbs').glob('[!_.]*.ipynb'):
         assert (site/f'{nb.stem}.html').exists(), f'no page for {nb.name}'
-    html = (site/'01_data.html').read_text()
-    for expected in ('PackedBlocks', 'prepare_data', 'test_eq(', 'data_levels'):   # API docs, test cells, figure
-        assert expected in html, f'01_data.html lacks {expected!r}'
+    for page, expected in [('01b_corpora', ('prepare_data', 'test_eq(', 'data_levels')),   # API docs, tests, figure
+                           ('01c_batching', ('PackedBlocks', 'MixtureStream', 'training_data'))]:
+        html = (site/f'{page}.html').read_text()
+        for e in expected: assert e in html, f'{page}.html lacks {e!r}'
 
 @pytest.fixture(scope='session')
 def browser():

@@ -29,7 +29,7 @@ def test_papermill_parameters_take_effect():
         assert report['docs']['count'] == 12, report          # the override reached the job
 
 import os, pytest
-from hierlm.data import have_data
+from hierlm.corpora import have_data
 
 TINY = 'model.d_model=32 model.n_layers=1 model.n_heads=2 data.batch_size=2 eval.eval_batches=1 train.warmup_steps=0'
 
