@@ -125,7 +125,7 @@ def _record_exact_match(tr, n:int):
     if architecture(cfg.model.arch).kind != 'diffusion':                   # the registry says what kind of model it is
         print(f'exact match: not scored (a {cfg.model.arch} model; `hierlm train` scores diffusion models on records)')
         return
-    from hierlm.diffusion import record_accuracy
+    from hierlm.tasks import record_accuracy
     recs = load_corpus(cfg.data, cfg.seed)['test'][:n]
     acc = record_accuracy(tr.model.eval(), tr.tok, recs, cfg.data.segments, cfg.data.layout)
     n_ok, n = acc['correct'], acc['n']

@@ -55,14 +55,16 @@ ARCHITECTURES: dict = {
                               'diffusion'),
     'bigram': Architecture('hierlm.bigram', 'BigramConfig', 'build_bigram', 'AutoModelForCausalLM', 'causal')}
 
-def architecture(arch:str) -> Architecture: # a key of `ARCHITECTURES`, e.g. 'decoder'
+def architecture(arch:str, # a key of `ARCHITECTURES`, e.g. 'decoder'
+                ) -> Architecture:
     "The registry entry of model family `arch`, or a `ConfigError` that lists the known ones."
     if arch not in ARCHITECTURES:
         raise ConfigError(f"{arch!r} is not a registered model family (known: {', '.join(ARCHITECTURES)})"
                           f"{_closest(arch, ARCHITECTURES)}")
     return ARCHITECTURES[arch]
 
-def model_config_class(arch:str) -> type: # a key of `ARCHITECTURES`
+def model_config_class(arch:str, # a key of `ARCHITECTURES`
+                      ) -> type:
     "The `ModelConfig` subclass of family `arch` (importing its module)."
     import importlib
     a = architecture(arch)
@@ -348,7 +350,9 @@ def resolve_config_path(name_or_path:str) -> Path:
     raise ConfigError(f"{name_or_path!r} is neither a YAML file nor a preset{_closest(name_or_path, names)} "
                       f"(presets: {', '.join(names)}; `hierlm presets` describes them)")
 
-def load_config(name_or_path:str, overrides:list=None) -> Config: # preset name or YAML path; `key.sub=value` strings
+def load_config(name_or_path:str, # preset name or YAML path
+                overrides:list=None, # `key.sub=value` strings
+               ) -> Config:
     "Load a preset or YAML file, apply command-line overrides and check everything against `Config`."
     path = resolve_config_path(name_or_path)
     try: d = yaml.safe_load(path.read_text()) or {}
@@ -415,7 +419,8 @@ def seed_everything(seed:int):
     random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
 
-def get_device(spec:str='auto') -> torch.device: # `auto`, `cpu`, `cuda`, `cuda:N` or `mps`
+def get_device(spec:str='auto', # `auto`, `cpu`, `cuda`, `cuda:N` or `mps`
+              ) -> torch.device:
     "The torch device for `spec`; `auto` takes CUDA, then MPS, then the CPU."
     if spec == 'auto':
         if torch.cuda.is_available(): return torch.device('cuda')
@@ -431,7 +436,9 @@ def get_device(spec:str='auto') -> torch.device: # `auto`, `cpu`, `cuda`, `cuda:
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
-def get_dtype(spec:str='fp32', device=None) -> torch.dtype: # `auto`, `fp32`, `bf16` or `fp16`
+def get_dtype(spec:str='fp32', # `auto`, `fp32`, `bf16` or `fp16`
+              device=None, # where it will run (bf16 needs support there)
+             ) -> torch.dtype:
     "The compute dtype for `spec` on `device`; `auto` is bf16 on a CUDA GPU that supports it, else fp32."
     device = torch.device(device) if device is not None else torch.device('cpu')
     if spec == 'auto':
@@ -468,7 +475,9 @@ def figures_dir() -> Path:
     d.mkdir(parents=True, exist_ok=True)
     return d
 
-def save_figure(fig, name:str, dpi:int=110) -> Path: # file name, e.g. 'masks.png'
+def save_figure(fig, # a matplotlib figure
+                name:str, # file name, e.g. 'masks.png'
+                dpi:int=110) -> Path:
     "Save a matplotlib figure into `figures_dir()` atomically; returns the path."
     path = figures_dir()/name
     tmp = path.with_name(f'.{path.stem}.tmp{path.suffix}')

@@ -16,7 +16,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from .core import ModelConfig
 from .masks import Mask, causal_mask, sliding_window_mask, sink_mask
-from .attention import Attention, KVCache
+from .attention import Attention, KVCache, bind_mask
 from .modeling import (HierLMConfig, HierLMModel, HierLMCausalLM, CausalLMOutputWithMetrics, lm_loss, kv_cache,
                              register_family)
 
@@ -177,7 +177,8 @@ class DecoderModel(HierLMModel):
         if self.pos is not None:
             x = x + self.pos(positions if positions is not None else torch.arange(past, past + T, device=x.device))
         mask = self.attention_mask_for(T, past + T, attention_mask)
-        if cache is None: mask = mask.compile(T, T, B, self.config.n_heads, x.device)
+        # bound once, for all layers (after a cache: at its offset)
+        mask = bind_mask(mask, x, self.config.n_heads, cache)
         x = self.drop(x)
         for blk in self.blocks:
             if cache is not None: x = blk(x, mask, cache, positions)

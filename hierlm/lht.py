@@ -17,6 +17,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from transformers.modeling_outputs import MaskedLMOutput
 from .core import ModelConfig, ConfigError
 from .masks import Mask, sliding_window_mask, hierarchical_mask, insert_anchors
+from .attention import bind_mask
 from .modeling import HierLMConfig, HierLMModel, LossOutput, lm_loss, register_family, evaluating
 from .decoder import DecoderBlock
 from fastcore.basics import patch
@@ -204,8 +205,7 @@ def forward(self:LHT, input_ids=None, attention_mask=None,
     "MLM logits `(B, T, V)` of already-masked `input_ids`; with `labels`, the loss (plus the ratio losses in training)."
     c, (B, T) = self.config, input_ids.shape
     h = self.embed(input_ids)
-    local = None if c.structure == 'dense' else sliding_window_mask(c.window, causal=False).compile(T, T, B, c.n_heads,
-                                                                                                     h.device)
+    local = None if c.structure == 'dense' else bind_mask(sliding_window_mask(c.window, causal=False), h, c.n_heads)
     for blk in self.blocks[:c.router_layer]: h = self.checkpointed(blk, h, local)
     bounds = self.boundaries(h, level_ids)
     # mark unit starts: the STE gives a gradient
@@ -221,7 +221,7 @@ def forward(self:LHT, input_ids=None, attention_mask=None,
     else:
         x, m, pos, token_index = self.anchored(h, bounds)
         self.last_mask = m                                                   # the tree of the last forward (pictures)
-        cm = m.compile(x.shape[1], x.shape[1], B, c.n_heads, h.device)
+        cm = bind_mask(m, x, c.n_heads)                                      # once, for all the upper layers
         if coords is not None: coords = torch.gather(coords, 1, pos)         # anchors take their token's coordinate
         for blk in self.blocks[c.router_layer:]: x = self.checkpointed(blk, x, cm, None, pos, coords)
         h = torch.gather(x, 1, token_index[..., None].expand(-1, -1, x.shape[-1]))

@@ -8,8 +8,8 @@ import copy, math
 import pytest, torch
 from datasets import Dataset
 from hierlm.decoder import DecoderConfig, build_decoder
-try: from hierlm.tokenizers import byte_tokenizer
-except ImportError: from hierlm.data import byte_tokenizer   # until the tokenizers / corpora / batching split of data.py lands
+from hierlm.tokenizers import byte_tokenizer
+
 
 EOS = '<|endoftext|>'
 STEPS = 2

@@ -29,22 +29,21 @@ def build(mask_name, T):
 
 def one(mask_name, T, backend, mode, reps):
     import torch
-    from hierlm.attention import attention, plan_block_sparse
+    from hierlm.attention import attention, block_mask, block_sparse_plan
     torch.set_num_threads(2)
     torch.manual_seed(0)
     m = build(mask_name, T)
     q, k, v = (torch.randn(B, H, T, D, requires_grad=(mode == 'fwd+bwd')) for _ in range(3))
     t0 = time.perf_counter()
-    cm = m.compile(T, T, B, H)
+    bound = m.bind(T, T, B, H)                              # as a model binds it: once per forward, for all layers
     extra = {}
-    if backend in ('sdpa', 'eager'): extra['density'] = cm.dense().float().mean().item()
-    if backend == 'blocksparse':
-        plan = cm.cached(('blocksparse', 64), lambda: plan_block_sparse(cm, 64)); extra['gathered'] = plan.gathered
-    if backend == 'flex': cm.block_mask(128)
+    if backend in ('sdpa', 'eager'): extra['density'] = bound.dense().float().mean().item()
+    if backend == 'blocksparse': extra['gathered'] = block_sparse_plan(bound, 64).gathered
+    if backend == 'flex': block_mask(bound, 128)
     extra['mask_ms'] = (time.perf_counter() - t0) * 1e3
     def step():
         with torch.set_grad_enabled(mode == 'fwd+bwd'):
-            out = attention(q, k, v, cm, backend=backend)
+            out = attention(q, k, v, bound, backend=backend)
             if mode == 'fwd+bwd': out.sum().backward()
     t0 = time.perf_counter(); step(); extra['first_ms'] = (time.perf_counter() - t0) * 1e3   # flex: includes compile
     times = []

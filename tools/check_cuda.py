@@ -136,14 +136,15 @@ def attention_speed(dev, sizes, budget):
             'peak = max allocated GPU memory):', '', '| T | flex | flex peak | sdpa (dense mask) | sdpa peak | flex vs sdpa |', '|---:|---:|---:|---:|---:|---:|']
     for T in sizes:
         if time.time() - T0 > budget: rows.append(f'| {T} | skipped: time budget | | | | |'); break
-        lev, al = (t.to(dev) for t in hierarchical_layout(T)); cm = hierarchical_mask(lev, al, neighbours=1).compile(T, T, 1, 8, dev)
+        lev, al = (t.to(dev) for t in hierarchical_layout(T))
+        bound = hierarchical_mask(lev, al, neighbours=1).bind(T, T, 1, 8, dev)
         x = [torch.randn(1, 8, T, 64, device=dev, dtype=torch.bfloat16, requires_grad=True) for _ in range(3)]
         r = {}
         for be in ('flex', 'sdpa'):
             if be == 'sdpa' and T > 32768: r[be] = 'skipped (dense mask)'; continue
             try:
                 peak_reset(dev)
-                def step(): attention(*x, cm, backend=be).sum().backward()
+                def step(): attention(*x, bound, backend=be).sum().backward()
                 r[be] = (timed(step, 5, dev), peak_gb(dev))
             except Exception as ex: r[be] = str(ex).splitlines()[0][:60]
         f = lambda v: f'{v[0] * 1e3:.2f} ms | {v[1]:.2f} GB' if isinstance(v, tuple) else f'{v} |'
