@@ -18,6 +18,7 @@ from .core import ModelConfig
 from .masks import Mask, causal_mask, sliding_window_mask, sink_mask
 from .attention import Attention, KVCache, bind_mask
 from .modeling import (HierLMConfig, HierLMModel, HierLMCausalLM, CausalLMOutputWithMetrics, lm_loss, kv_cache,
+                             CACHE_FIELD,
                              register_family)
 
 # %% ../nbs/04_decoder.ipynb #e31e5939
@@ -183,7 +184,7 @@ class DecoderModel(HierLMModel):
         for blk in self.blocks:
             if cache is not None: x = blk(x, mask, cache, positions)
             else: x = self.checkpointed(blk, x, mask, None, positions)   # recomputed in backward when enabled
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(x), past_key_values=hf_cache)
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(x), **{CACHE_FIELD: hf_cache})
 
 # %% ../nbs/04_decoder.ipynb #23fdd6a4
 class DecoderForCausalLM(HierLMCausalLM):
@@ -210,7 +211,7 @@ class DecoderForCausalLM(HierLMCausalLM):
             metrics['moe_dropped'] = torch.stack([m.dropped_fraction for m in moe]).mean()
             if loss is not None and self.training:                           # evaluation: the LM loss alone
                 loss = loss + self.config.aux_loss_weight * self.moe_aux_loss()
-        return CausalLMOutputWithMetrics(loss=loss, logits=logits, past_key_values=out.past_key_values,
+        return CausalLMOutputWithMetrics(loss=loss, logits=logits, **{CACHE_FIELD: getattr(out, CACHE_FIELD)},
                                          metrics=metrics)
 
     def moe_aux_loss(self) -> torch.Tensor:
