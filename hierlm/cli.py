@@ -1,4 +1,4 @@
-"""The `hierlm` command: list presets, show a resolved config, prepare a corpus and look at its batches.
+"""The `hierlm` command: list presets, show a resolved config, prepare a corpus and look at its batches, train a model and generate from it.
 
 Docs: https://hierlm.github.io/hierlm/cli.html.md"""
 
@@ -9,7 +9,8 @@ __all__ = ['WEIGHTS', 'TOKENIZER_FILES', 'UsageError', 'number', 'model_folder',
            'cmd_train', 'cmd_generate', 'build_parser', 'parse_args', 'main']
 
 # %% ../nbs/90_cli.ipynb #6c081c37
-import argparse, json, math, sys, time
+import argparse, json, math, sys, time, warnings
+from functools import partial
 import yaml
 from .core import (ConfigError, list_presets, load_config, config_to_dict, seed_everything, quiet_transformers,
                          architecture)
@@ -80,7 +81,7 @@ def _load(what:str, p:Path, f):
         raise UsageError(f"the {what} in {p} could not be loaded ({type(e).__name__}: {msg}); "
                          f"is it a complete model folder written by hierlm?") from None
 
-# %% ../nbs/90_cli.ipynb #e1ae4313
+# %% ../nbs/90_cli.ipynb #7206a4b1
 def cmd_presets(args):
     "Print the built-in presets with their descriptions."
     presets = list_presets()
@@ -107,23 +108,26 @@ def cmd_data(args):
     print('first example, decoded:')
     print('  ' + repr(tok.decode(batch['input_ids'][0, :args.show].tolist())))
 
+
+# %% ../nbs/90_cli.ipynb #620ecd27
 def cmd_train(args):
     "Train the model of a config; writes the run directory (config, metrics.jsonl, checkpoints, final/, figures/)."
     from hierlm.train import Trainer
     cfg = load_config(args.config, args.overrides)
     tr = Trainer(cfg, Path(args.out) if args.out else None)
     tr.fit()
-    if tr.last_eval: print('final validation: ' + ', '.join(f'{k} {v:.4g}' for k, v in tr.last_eval.items() if k.startswith('val_')))
+    if tr.last_eval:
+        print('final validation: ' + ', '.join(f'{k} {v:.4g}' for k, v in tr.last_eval.items() if k.startswith('val_')))
     _record_exact_match(tr, args.eval_records)
     print(f'run directory: {tr.dir}\n  final model: {tr.dir/"final"}\n  loss plot:   {tr.dir/"figures"/"loss.png"}')
 
 def _record_exact_match(tr, n:int):
-    "A record corpus (arith, gsm8k): print a diffusion model's exact match on the first `n` test problems (greedy)."
+    "A record corpus (arith, gsm8k): print the model's exact match on the first `n` test problems (greedy)."
     from hierlm.corpora import RECORDS, load_corpus
     cfg = tr.cfg
     if cfg.data.corpus not in RECORDS or n == 0: return
-    if architecture(cfg.model.arch).kind != 'diffusion':                   # the registry says what kind of model it is
-        print(f'exact match: not scored (a {cfg.model.arch} model; `hierlm train` scores diffusion models on records)')
+    if architecture(cfg.model.arch).kind == 'masked':                      # the registry says what kind of model it is
+        print(f'exact match: not scored (a masked LM fills [MASK] positions and writes no answer)')
         return
     from hierlm.tasks import record_accuracy
     recs = load_corpus(cfg.data, cfg.seed)['test'][:n]
@@ -131,69 +135,47 @@ def _record_exact_match(tr, n:int):
     n_ok, n = acc['correct'], acc['n']
     print(f"exact match: {acc['exact_match']:.1%} ({n_ok}/{n} {cfg.data.corpus} test problems, greedy)")
 
+
+# %% ../nbs/90_cli.ipynb #f2434346
 def cmd_generate(args):
-    "Generate text from a run directory (its final/ model) or a saved model folder, streaming it to the terminal."
-    import importlib
+    "Generate text from a run directory (its final/) or a saved model folder, streaming it: any kind of model."
+    import transformers
+    from transformers import AutoTokenizer
     from hierlm.core import ARCHITECTURES
-    for a in ARCHITECTURES.values(): importlib.import_module(a.module)      # registers every hierlm model with transformers
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from hierlm.generate import stream, SamplingConfig, prompt_ids
+    from hierlm.modeling import register_families, HierLMCausalLM
+    from hierlm.generate import SamplingConfig
+    register_families()                                                     # every hierlm family, with transformers
     p = model_folder(args.model)
     arch = _load('config.json', p, lambda: json.loads((p/'config.json').read_text()).get('arch'))
-    kind = ARCHITECTURES[arch].kind if arch in ARCHITECTURES else 'causal'  # a transformers model folder: causal
+    a = ARCHITECTURES.get(arch)                                             # None: a transformers model folder
+    auto = getattr(transformers, a.auto_class if a else 'AutoModelForCausalLM')
     tok = _load('tokenizer', p, lambda: AutoTokenizer.from_pretrained(p, local_files_only=True))
-    sc = SamplingConfig(max_new_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                        repetition_penalty=args.repetition_penalty, stop=args.stop or [], seed=args.seed)
-    if kind == 'diffusion': return _generate_diffusion(p, tok, sc, args)
-    if kind == 'masked': return _fill_masks(p, tok, sc, args)
-    prompt_ids(tok, args.prompt)                                   # a prompt it cannot encode: `PromptError`, now
-    model = _load('model', p, lambda: AutoModelForCausalLM.from_pretrained(p, local_files_only=True).eval())
-    print(args.prompt, end='', flush=True)
-    for nxt in stream(model, tok, args.prompt, sc): print(tok.decode([int(nxt[0])]), end='', flush=True)   # streamed
+    model = _load('model', p, lambda: auto.from_pretrained(p, local_files_only=True).eval())
+    sc = SamplingConfig(max_new_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
+                        top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=args.stop or [],
+                        seed=args.seed)
+    complete = model.complete if a else partial(HierLMCausalLM.complete, model)   # the contract's one method
+    _stream_text(complete(tok, args.prompt, sc, steps=args.steps), args.prompt if a is None or a.kind != 'masked'
+                 else '', p)
+
+def _stream_text(pieces, # what `complete` yields
+                 prompt:str, # printed before the first piece (a masked LM's pieces hold it already)
+                 p:Path, # the model folder, named in errors
+                ):
+    "Print `pieces` as they come, after `prompt`; the model's warnings are one-line notes on stderr."
+    from hierlm.generate import PromptError
+    with warnings.catch_warnings():
+        warnings.simplefilter('always')
+        warnings.showwarning = lambda msg, *a, **k: print(f'hierlm: note: {msg}', file=sys.stderr)
+        try: first = next(pieces, '')                                  # a prompt it cannot use fails before any output
+        except PromptError: raise
+        except ValueError as e: raise UsageError(f'{p}: {e}') from None  # e.g. gold structure needs level ids
+        print(prompt + first, end='', flush=True)
+        for piece in pieces: print(piece, end='', flush=True)
     print()
 
-def _fill_masks(p:Path, tok, sc, args):
-    "A masked LM (LHT) writes nothing left to right: it fills the `[MASK]` positions of the prompt, all at once."
-    import torch
-    from transformers import AutoModelForMaskedLM
-    from hierlm.generate import prompt_ids, filter_logits, pick
-    mask = tok.convert_tokens_to_ids('[MASK]')
-    ids = prompt_ids(tok, args.prompt)
-    if mask is None or mask == tok.unk_token_id or mask not in ids:
-        raise UsageError(f"{p} is a masked language model: it fills [MASK] positions of the prompt and does not "
-                         f"write left to right; put [MASK] where tokens should go, e.g. --prompt 'Ka[MASK][MASK] ru'")
-    model = _load('model', p, lambda: AutoModelForMaskedLM.from_pretrained(p, local_files_only=True).eval())
-    x = torch.tensor([ids])                                                 # (1, T)
-    try:
-        with torch.no_grad(): logits = model(input_ids=x).logits[0]        # (T, V)
-    except ValueError as e: raise UsageError(f'{p}: {e}') from None       # e.g. gold structure needs the corpus's ids
-    at = x[0] == mask
-    gen = torch.Generator().manual_seed(args.seed)
-    x[0, at] = pick(filter_logits(logits[at], sc), sc, gen)
-    print(tok.decode(x[0].tolist()))
 
-def _generate_diffusion(p:Path, tok, sc, args):
-    "A diffusion LM writes block by block: the prompt fills whole blocks (or the question slot of a plan-then-execute model)."
-    import torch
-    from transformers import AutoModelForMaskedLM
-    from hierlm.diffusion import diffusion_generate, DiffusionSampling, generated_segments
-    from hierlm.generate import prompt_ids
-    from hierlm.corpora import question_slot
-    ids = prompt_ids(tok, args.prompt, allow_empty=True)
-    model = _load('model', p, lambda: AutoModelForMaskedLM.from_pretrained(p, local_files_only=True).eval())
-    c = model.config
-    Q, segs = c.layout()
-    if c.segments:                                                          # the question slot, laid out as in training
-        ids, n = question_slot(ids, Q, c.end_id), sum(segs)
-    else:
-        if len(ids) % c.block: print(f'(the prompt is cut to whole blocks of {c.block} tokens)', file=sys.stderr)
-        ids = ids[len(ids) % c.block:]
-        n = -(-args.max_tokens // c.block) * c.block
-    out = diffusion_generate(model, torch.tensor([ids]) if ids else None, n, DiffusionSampling(steps=args.steps, tokens=sc))[0, len(ids):].tolist()
-    parts = [tok.decode(part) for part in generated_segments(c, out)]       # plan-then-execute: each segment on its own line
-    if c.segments: print(args.prompt); print('\n'.join(parts))
-    else: print(tok.decode(ids) + parts[0])
-
+# %% ../nbs/90_cli.ipynb #8139f71d
 def build_parser() -> argparse.ArgumentParser:
     "The `hierlm` parser; `parser.subcommands` maps each command to its own parser."
     p = _Parser(prog='hierlm', description='hierlm: hierarchical and structured-attention language models')
@@ -213,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
             sp.add_argument('--out', default=None,
                             help='run directory (default: runs/<name>); an unfinished one is resumed')
             sp.add_argument('--eval-records', type=number(int, 0), default=200,
-                            help='record corpora (arith, gsm8k), diffusion models: test problems scored by exact '
+                            help='record corpora (arith, gsm8k): test problems scored by exact '
                                  'match after training (0: none)')
         sp.set_defaults(func=f)
     g = add('generate', cmd_generate, 'generate text from a run directory or saved model')
@@ -242,6 +224,8 @@ def parse_args(p:argparse.ArgumentParser, argv:list) -> argparse.Namespace:
         return args
     return p.parse_args(argv)
 
+
+# %% ../nbs/90_cli.ipynb #602ac9ea
 def main(argv=None) -> int:
     "Entry point of the `hierlm` command: 0 on success, 2 (and one `hierlm: error: …` line) on a bad command or input."
     from hierlm.generate import PromptError
@@ -257,3 +241,4 @@ def main(argv=None) -> int:
     except BrokenPipeError:                      # `hierlm data ... | head` closed the pipe: not an error
         sys.stderr.close(); return 0
     return 0
+

@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Optional
 import numpy as np, torch, torch.nn as nn
 from safetensors.torch import save_file, load_file
+from fastcore.basics import patch
 from .core import (Config, ConfigError, seed_everything, get_device, get_dtype, autocast, save_config, run_dir,
                          atomic_write_text, atomic_dir, config_to_dict, quiet_transformers, architecture)
 from .batching import training_data
+from .corpora import describe_corpus
 from .modeling import LossOutput, evaluating
 
 # %% ../nbs/10_train.ipynb #5b6a06ed
@@ -81,13 +83,12 @@ def lr_multiplier(step:int, tc) -> float:
     decay = 0.5 * (1 + math.cos(math.pi * frac)) if tc.lr_schedule == 'cosine' else 1 - frac
     return tc.min_lr_ratio + (1 - tc.min_lr_ratio) * decay
 
-# %% ../nbs/10_train.ipynb #7cb49b96
+# %% ../nbs/10_train.ipynb #77b97528
 class TrainingDiverged(RuntimeError):
     "The loss or the gradients became NaN/Inf."
 
 class CheckpointDamaged(OSError):
     "A checkpoint's files are missing, cut short or unreadable."
-
 
 def build_model(mc, vocab_size:int) -> nn.Module:
     "The model `model.arch` names, with the tokenizer's vocabulary size."
@@ -107,6 +108,8 @@ def _set_rng_state(s:dict):
     np.random.set_state(('MT19937', s['numpy'].numpy().astype(np.uint32), s['numpy_pos'], 0, 0.0))
     if torch.cuda.is_available() and s['cuda']: torch.cuda.set_rng_state_all(s['cuda'])
 
+
+# %% ../nbs/10_train.ipynb #445403a4
 class Trainer:
     "Train any hierlm model from a `Config`; resumes from the newest checkpoint in its run directory."
     def __init__(self, cfg:Config, out:Optional[Path]=None):
@@ -117,17 +120,20 @@ class Trainer:
         self.dtype = get_dtype(cfg.dtype, self.device)
         self.data = training_data(cfg)                                       # one corpus, a mixture or a stream
         self.tok = self.data.tokenizer
-        if tc.carry_state and tc.seq_len_warmup: raise ConfigError("train.carry_state reads the text in order: it cannot skip tokens for train.seq_len_warmup; set one")
+        if tc.carry_state and tc.seq_len_warmup:
+            raise ConfigError("train.carry_state reads the text in order: it cannot skip tokens for "
+                              "train.seq_len_warmup; set one")
         self.train_stream, self.val_stream = self.data.train, self.data.valid   # batch_at(m): a function of m alone
-        self.state = None                                                    # truncated BPTT: the recurrent state carried between steps
+        self.state = None                                   # truncated BPTT: the recurrent state carried between steps
         self.chars_per_token = self.data.chars_per_token(min(cfg.eval.eval_batches, self.val_stream.per_epoch))
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, len(self.tok)).to(self.device)
         self.model.setup_tokenizer(self.tok)                               # e.g. a masked LM finds its [MASK] id
-        if tc.grad_checkpoint:                                               # transformers 5.24 renamed it; older ones lack the new name
+        if tc.grad_checkpoint:                              # transformers 5.24 renamed it; older ones lack the new name
             getattr(self.model, 'activation_checkpointing_enable', self.model.gradient_checkpointing_enable)()
         if tc.carry_state and self.model.new_state() is None:
-            raise ConfigError(f"train.carry_state needs a model with a recurrent state (e.g. model.arch=bdh); {cfg.model.arch!r} has none")
+            raise ConfigError(f"train.carry_state needs a model with a recurrent state (e.g. model.arch=bdh); "
+                              f"{cfg.model.arch!r} has none")
         if tc.compile: self.model.compile()                                 # its forward, in place: same parameters
         self.opt = build_optimizer(self.model, tc)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_multiplier(s, tc))
@@ -135,204 +141,245 @@ class Trainer:
         self.step, self.last_ckpt, self.last_eval = 0, None, {}
         if tc.resume: self.resume()
 
-    # ---- checkpoints -------------------------------------------------------
     @property
     def ckpt_dir(self): return self.dir/'checkpoints'
     def checkpoints(self) -> list: return sorted(self.ckpt_dir.glob('step-*')) if self.ckpt_dir.exists() else []
 
-    def save_checkpoint(self):
-        "Write `checkpoints/step-N` atomically (temp folder + rename) and keep the last `keep_last`."
-        final = self.ckpt_dir/f'step-{self.step:07d}'
-        sd = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
-        seen, unique = set(), {}
-        for k, v in sd.items():                                               # tied weights are stored once
-            if (v.data_ptr(), v.shape) not in seen: seen.add((v.data_ptr(), v.shape)); unique[k] = v
-        with atomic_dir(final) as tmp:
-            save_file(unique, str(tmp/'model.safetensors'))
-            if self.state is not None: save_file({k: v.contiguous().cpu() for k, v in self.state.tensors().items()}, str(tmp/'recurrent_state.safetensors'))
-            torch.save({'step': self.step, 'optimizer': self.opt.state_dict(), 'scheduler': self.sched.state_dict(),
-                        'scaler': self.scaler.state_dict(), 'rng': _rng_state()}, tmp/'state.pt')
-        self.last_ckpt = final
-        for old in self.checkpoints()[:-self.cfg.train.keep_last]: shutil.rmtree(old)
 
-    def _read_checkpoint(self, ck:Path) -> tuple:
-        "Weights, trainer state and recurrent state of checkpoint `ck`, or `CheckpointDamaged` if a file is missing or cut."
+# %% ../nbs/10_train.ipynb #b830b9ba
+@patch
+def save_checkpoint(self:Trainer):
+    "Write `checkpoints/step-N` atomically (temp folder + rename) and keep the last `keep_last`."
+    final = self.ckpt_dir/f'step-{self.step:07d}'
+    sd = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
+    seen, unique = set(), {}
+    for k, v in sd.items():                                               # tied weights are stored once
+        if (v.data_ptr(), v.shape) not in seen: seen.add((v.data_ptr(), v.shape)); unique[k] = v
+    with atomic_dir(final) as tmp:
+        save_file(unique, str(tmp/'model.safetensors'))
+        if self.state is not None:
+            state = {k: v.contiguous().cpu() for k, v in self.state.tensors().items()}
+            save_file(state, str(tmp/'recurrent_state.safetensors'))
+        torch.save({'step': self.step, 'optimizer': self.opt.state_dict(), 'scheduler': self.sched.state_dict(),
+                    'scaler': self.scaler.state_dict(), 'rng': _rng_state()}, tmp/'state.pt')
+    self.last_ckpt = final
+    for old in self.checkpoints()[:-self.cfg.train.keep_last]: shutil.rmtree(old)
+
+@patch
+def _read_checkpoint(self:Trainer, ck:Path) -> tuple:
+    "Weights, trainer state and recurrent state of checkpoint `ck`; `CheckpointDamaged` if a file is missing or cut."
+    try:
+        weights = load_file(str(ck/'model.safetensors'))
+        st = torch.load(ck/'state.pt', weights_only=True)                # no pickles from files
+        missing = [k for k in ('step', 'optimizer', 'scheduler', 'scaler', 'rng') if k not in st]
+        if missing: raise KeyError(f"state.pt lacks {', '.join(missing)}")
+        rs = ck/'recurrent_state.safetensors'
+        state = load_file(str(rs), device=str(self.device)) if rs.exists() else None
+    except Exception as e:                                                # any failure to *read* a file: damaged
+        first = str(e).splitlines()[0] if str(e) else ''
+        name = ck.relative_to(self.dir)
+        raise CheckpointDamaged(f"checkpoint {name} is damaged ({type(e).__name__}: {first})") from e
+    return weights, st, state
+
+
+# %% ../nbs/10_train.ipynb #8237cf0e
+@patch
+def resume(self:Trainer) -> bool:
+    "Restore model, optimizer, schedule, scaler, RNG and step from the newest intact checkpoint, if any."
+    cks = self.checkpoints()
+    if not cks: return False
+    self._check_same_run()
+    for ck in reversed(cks):
+        try: weights, st, state = self._read_checkpoint(ck)
+        except CheckpointDamaged as e:
+            aside = ck.with_name(f'damaged-{ck.name}')           # out of `checkpoints()` and of keep_last's count
+            shutil.rmtree(aside, ignore_errors=True); os.replace(ck, aside)
+            print(f'hierlm: warning: {e}; moved it to {aside.name} and trying the one before', file=sys.stderr)
+            continue
         try:
-            weights = load_file(str(ck/'model.safetensors'))
-            st = torch.load(ck/'state.pt', weights_only=True)                # no pickles from files
-            missing = [k for k in ('step', 'optimizer', 'scheduler', 'scaler', 'rng') if k not in st]
-            if missing: raise KeyError(f"state.pt lacks {', '.join(missing)}")
-            rs = ck/'recurrent_state.safetensors'
-            state = load_file(str(rs), device=str(self.device)) if rs.exists() else None
-        except Exception as e:                                                # any failure to *read* a file: damaged
-            raise CheckpointDamaged(f"checkpoint {ck.relative_to(self.dir)} is damaged ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
-        return weights, st, state
+            self.model.load_state_dict(weights, strict=False)
+            self.model.tie_weights()
+            self.opt.load_state_dict(st['optimizer'])
+        except (ValueError, RuntimeError, KeyError) as e:
+            raise ConfigError(f"checkpoint {ck} does not fit this model ({str(e).splitlines()[0]}); was it "
+                              f"written by another version of the code? Train into a new directory (--out), or "
+                              f"pass train.resume=false") from e
+        if state is not None: self.state = type(self.model.new_state()).from_tensors(state)
+        self.sched.load_state_dict(st['scheduler'])
+        self.scaler.load_state_dict(st['scaler']); _set_rng_state(st['rng'])
+        self.step, self.last_ckpt = st['step'], ck
+        self._truncate_metrics()
+        print(f'resumed from step {self.step} ({ck.relative_to(self.dir)})')
+        return True
+    raise ConfigError(f"every checkpoint in {self.ckpt_dir} is damaged (moved aside as damaged-step-*): delete "
+                      f"them and pass train.resume=false to start this run afresh, or train into a new directory "
+                      f"(--out)")
 
-    def resume(self) -> bool:
-        "Restore model, optimizer, schedule, scaler, RNG and step from the newest intact checkpoint, if any."
-        cks = self.checkpoints()
-        if not cks: return False
-        self._check_same_run()
-        for ck in reversed(cks):
-            try: weights, st, state = self._read_checkpoint(ck)
-            except CheckpointDamaged as e:
-                aside = ck.with_name(f'damaged-{ck.name}')                    # out of `checkpoints()` and of keep_last's count
-                shutil.rmtree(aside, ignore_errors=True); os.replace(ck, aside)
-                print(f'hierlm: warning: {e}; moved it to {aside.name} and trying the one before', file=sys.stderr)
-                continue
-            try:
-                self.model.load_state_dict(weights, strict=False)
-                self.model.tie_weights()
-                self.opt.load_state_dict(st['optimizer'])
-            except (ValueError, RuntimeError, KeyError) as e:
-                raise ConfigError(f"checkpoint {ck} does not fit this model ({str(e).splitlines()[0]}); was it written by "
-                                  f"another version of the code? Train into a new directory (--out), or pass "
-                                  f"train.resume=false") from e
-            if state is not None: self.state = type(self.model.new_state()).from_tensors(state)
-            self.sched.load_state_dict(st['scheduler'])
-            self.scaler.load_state_dict(st['scaler']); _set_rng_state(st['rng'])
-            self.step, self.last_ckpt = st['step'], ck
-            self._truncate_metrics()
-            print(f'resumed from step {self.step} ({ck.relative_to(self.dir)})')
-            return True
-        raise ConfigError(f"every checkpoint in {self.ckpt_dir} is damaged (moved aside as damaged-step-*): delete them "
-                          f"and pass train.resume=false to start this run afresh, or train into a new directory (--out)")
+@patch
+def _start_fresh(self:Trainer):
+    "Step 0 in a used run directory: drop the metrics and checkpoints of an earlier attempt that nothing resumes."
+    f, cks = self.dir/'metrics.jsonl', self.checkpoints()
+    n = len(f.read_text().splitlines()) if f.exists() else 0
+    if not (n or cks): return
+    why = 'train.resume=false' if not self.cfg.train.resume else 'no checkpoint to resume from'
+    print(f'{why}, so this run starts fresh (dropping {n} metric lines and {len(cks)} checkpoints of an earlier '
+          f'attempt)')
+    if f.exists(): f.unlink()
+    for ck in cks: shutil.rmtree(ck)
 
-    def _start_fresh(self):
-        "Step 0 in a used run directory: drop the metrics and checkpoints of an earlier attempt that nothing resumes."
-        f, cks = self.dir/'metrics.jsonl', self.checkpoints()
-        n = len(f.read_text().splitlines()) if f.exists() else 0
-        if not (n or cks): return
-        why = 'train.resume=false' if not self.cfg.train.resume else 'no checkpoint to resume from'
-        print(f'{why}, so this run starts fresh (dropping {n} metric lines and {len(cks)} checkpoints of an earlier '
-              f'attempt)')
-        if f.exists(): f.unlink()
-        for ck in cks: shutil.rmtree(ck)
 
-    RESUMABLE_CHANGES = ('name', 'description', 'device', 'out_dir', 'train.max_steps', 'train.log_every', 'train.ckpt_every',
-                         'train.keep_last', 'train.wandb', 'train.resume', 'train.compile', 'eval.')   # may differ between a run and its resume
+# %% ../nbs/10_train.ipynb #f0fd001c
+Trainer.RESUMABLE_CHANGES = ('name', 'description', 'device', 'out_dir', 'train.max_steps', 'train.log_every',
+                             'train.ckpt_every', 'train.keep_last', 'train.wandb', 'train.resume', 'train.compile',
+                             'eval.')                                  # may differ between a run and its resume
 
-    def _check_same_run(self):
-        "Refuse to resume a run directory whose `config.yaml` differs from this config in anything but `RESUMABLE_CHANGES`."
-        f = self.dir/'config.yaml'
-        if not f.exists(): return
-        def flat(d, pre=''):
-            return {k2: v2 for k, v in d.items() for k2, v2 in (flat(v, f'{pre}{k}.') if isinstance(v, dict) else {f'{pre}{k}': v}).items()}
-        import yaml
-        old, new = flat(yaml.safe_load(f.read_text())), flat(config_to_dict(self.cfg))
-        diff = [f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in sorted(old.keys())          # keys added since: their defaults
-                if old.get(k) != new.get(k) and not any(k == r or (r.endswith('.') and k.startswith(r)) for r in self.RESUMABLE_CHANGES)]
-        if diff: raise ConfigError(f"{self.dir} holds a run with a different config ({'; '.join(diff)}): resuming it would mix two runs. "
-                                   f"Train into a new directory (--out), or pass train.resume=false to start this one afresh there.")
+@patch
+def _check_same_run(self:Trainer):
+    "Refuse to resume a run directory whose `config.yaml` differs from this config beyond `RESUMABLE_CHANGES`."
+    f = self.dir/'config.yaml'
+    if not f.exists(): return
+    def flat(d, pre=''):
+        return {k2: v2 for k, v in d.items()
+                for k2, v2 in (flat(v, f'{pre}{k}.') if isinstance(v, dict) else {f'{pre}{k}': v}).items()}
+    import yaml
+    old, new = flat(yaml.safe_load(f.read_text())), flat(config_to_dict(self.cfg))
+    resumable = lambda k: any(k == r or (r.endswith('.') and k.startswith(r)) for r in self.RESUMABLE_CHANGES)
+    diff = [f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in sorted(old.keys())   # keys added since: their defaults
+            if old.get(k) != new.get(k) and not resumable(k)]
+    if diff: raise ConfigError(f"{self.dir} holds a run with a different config ({'; '.join(diff)}): resuming it "
+                               f"would mix two runs. Train into a new directory (--out), or pass train.resume=false "
+                               f"to start this one afresh there.")
 
-    def _truncate_metrics(self):
-        "Drop metric lines written after the checkpoint we resume from (they will be written again)."
-        f = self.dir/'metrics.jsonl'
-        if f.exists():
-            keep = [l for l in f.read_text().splitlines() if l.strip() and json.loads(l)['step'] <= self.step]
-            atomic_write_text(f, ''.join(l + '\n' for l in keep))
+@patch
+def _truncate_metrics(self:Trainer):
+    "Drop metric lines written after the checkpoint we resume from (they will be written again)."
+    f = self.dir/'metrics.jsonl'
+    if f.exists():
+        keep = [l for l in f.read_text().splitlines() if l.strip() and json.loads(l)['step'] <= self.step]
+        atomic_write_text(f, ''.join(l + '\n' for l in keep))
 
-    # ---- training ------------------------------------------------------------
-    def seq_len(self) -> int:
-        "Sequence length at this step (the curriculum ramps from `min_seq_len` to `data.block_size`)."
-        tc, T = self.cfg.train, self.cfg.data.block_size
-        if not tc.seq_len_warmup or self.step >= tc.seq_len_warmup: return T
-        L = tc.min_seq_len + (T - tc.min_seq_len) * self.step / tc.seq_len_warmup
-        return min(T, max(8, int(L) // 8 * 8))
 
-    def _loss(self, batch, T=None) -> LossOutput:
-        "The model's `training_loss` on `batch` cut to `T` tokens (the contract: hierlm.modeling), in mixed precision."
-        b = {k: (v[..., :T] if T else v).to(self.device) for k, v in batch.items()}
-        state = self.state if self.model.training else None
-        with autocast(self.device, self.dtype): return self.model.training_loss(b, state)
+# %% ../nbs/10_train.ipynb #01d5e25a
+@patch
+def seq_len(self:Trainer) -> int:
+    "Sequence length at this step (the curriculum ramps from `min_seq_len` to `data.block_size`)."
+    tc, T = self.cfg.train, self.cfg.data.block_size
+    if not tc.seq_len_warmup or self.step >= tc.seq_len_warmup: return T
+    L = tc.min_seq_len + (T - tc.min_seq_len) * self.step / tc.seq_len_warmup
+    return min(T, max(8, int(L) // 8 * 8))
 
-    @torch.no_grad()
-    def evaluate(self) -> dict:
-        "Validation loss, perplexity, bits per token and per character over the first `eval_batches` batches."
-        n = min(self.cfg.eval.eval_batches, self.val_stream.per_epoch)
-        batches = [{k: v.to(self.device) for k, v in self.val_stream.batch_at(i).items()} for i in range(n)]
-        with evaluating(self.model):
-            loss = torch.stack([self._loss(b).loss.float() for b in batches]).mean().item()
-            bpt = loss / math.log(2)
-            out = {'val_loss': loss, 'val_ppl': math.exp(min(loss, 50)), 'val_bits_per_token': bpt,
-                   'val_bits_per_char': bpt / self.chars_per_token}
-            out.update(self.model.evaluation_metrics(batches))             # e.g. LHT's boundary F1 against gold units
-        return out
+@patch
+def _loss(self:Trainer, batch, T=None) -> LossOutput:
+    "The model's `training_loss` on `batch` cut to `T` tokens (the contract: hierlm.modeling), in mixed precision."
+    b = {k: (v[..., :T] if T else v).to(self.device) for k, v in batch.items()}
+    state = self.state if self.model.training else None
+    with autocast(self.device, self.dtype): return self.model.training_loss(b, state)
 
-    def _log(self, rec:dict):
-        with open(self.dir/'metrics.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
-        if self.wandb: self.wandb.log(rec, step=rec['step'])
+@patch
+def evaluate(self:Trainer) -> dict:
+    "Validation loss, perplexity, bits per token and per character over the first `eval_batches` batches."
+    n = min(self.cfg.eval.eval_batches, self.val_stream.per_epoch)
+    batches = [{k: v.to(self.device) for k, v in self.val_stream.batch_at(i).items()} for i in range(n)]
+    with evaluating(self.model):
+        loss = torch.stack([self._loss(b).loss.float() for b in batches]).mean().item()
+        bpt = loss / math.log(2)
+        out = {'val_loss': loss, 'val_ppl': math.exp(min(loss, 50)), 'val_bits_per_token': bpt,
+               'val_bits_per_char': bpt / self.chars_per_token}
+        out.update(self.model.evaluation_metrics(batches))             # e.g. LHT's boundary F1 against gold units
+    return out
 
-    def _init_wandb(self):
-        mode = os.environ.get('WANDB_MODE') or self.cfg.train.wandb
-        if self.cfg.train.wandb == 'disabled' or mode == 'disabled': return None
-        try: import wandb
-        except ImportError: return None
-        return wandb.init(project='hierlm', name=self.cfg.name, dir=str(self.dir), mode=mode, config=config_to_dict(self.cfg),
-                          resume='allow', id=f"{self.cfg.name}-{hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:8]}")
+@patch
+def _log(self:Trainer, rec:dict):
+    with open(self.dir/'metrics.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
+    if self.wandb: self.wandb.log(rec, step=rec['step'])
 
-    def fit(self, stop_at:Optional[int]=None, # stop after this step, as an interruption would
-            progress:str='auto'): # 'bar' (tqdm), 'log' (a printed line now and then), 'none'; 'auto': see `_progress_mode`
-        "Train to `train.max_steps` (or stop after step `stop_at`, as an interruption would)."
-        from tqdm.auto import tqdm
-        cfg, tc = self.cfg, self.cfg.train
-        if self.step == 0 and self.last_ckpt is None: self._start_fresh()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, self.dir/'config.yaml')
-        self.wandb = self._init_wandb()
-        self.model.train()
-        mode = _progress_mode(progress)
-        bar = tqdm(total=tc.max_steps, initial=self.step, desc=cfg.name, disable=mode != 'bar')
-        t0, tokens, step0 = time.time(), 0, self.step
-        while self.step < tc.max_steps:
-            T = self.seq_len()
-            total, metrics = 0.0, {}
-            for micro in range(tc.grad_accum):
-                m = self.step * tc.grad_accum + micro
-                batch = self.train_stream.batch_at(m)
-                if tc.carry_state and (self.state is None or m % self.train_stream.per_epoch == 0): self.state = self.model.new_state()
-                out = self._loss(batch, T)
-                loss = out.loss / tc.grad_accum
-                self.scaler.scale(loss).backward()
-                for k, v in out.metrics.items(): metrics[k] = metrics.get(k, 0) + v.detach().float() / tc.grad_accum
-                if self.state is not None: self.state.detach()                  # truncated BPTT: the graph stops here
-                total += loss.item(); tokens += batch['input_ids'][:, :T].numel()
-            self.scaler.unscale_(self.opt)
-            gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip if tc.grad_clip > 0 else float('inf'))
-            if not (math.isfinite(total) and torch.isfinite(gnorm)):
-                raise TrainingDiverged(f"loss {total} / gradient norm {gnorm.item()} is not finite at step {self.step + 1}; "
-                                       f"last good checkpoint: {self.last_ckpt or 'none yet'}. Lower train.lr, raise "
-                                       f"train.warmup_steps or use dtype=fp32, then resume from it.")
-            self.scaler.step(self.opt); self.scaler.update(); self.opt.zero_grad(set_to_none=True); self.sched.step()
-            self.step += 1
-            bar.update(1); bar.set_postfix(loss=f'{total:.3f}', tok_s=f'{tokens / (time.time() - t0):.0f}')
-            rec = None
-            if self.step % tc.log_every == 0 or self.step == tc.max_steps:
-                rec = {'step': self.step, 'loss': total, 'lr': self.sched.get_last_lr()[0], 'grad_norm': gnorm.item(), 'seq_len': T}
-                if metrics: rec.update(zip(metrics, torch.stack(list(metrics.values())).tolist()))   # one sync: MoE drops, BDH sparsity
-            if self.step % cfg.eval.eval_every == 0 or self.step == tc.max_steps:
-                rec = {**(rec or {'step': self.step}), **self.evaluate()}
-            if rec:
-                rec['tokens_per_s'] = tokens / (time.time() - t0); self._log(rec)
-                if mode == 'log' and ('val_loss' in rec or self.step % _log_interval(tc) == 0):
-                    print(_progress_line(rec, tc.max_steps, step0, time.time() - t0), flush=True)
-            if self.step % tc.ckpt_every == 0: self.save_checkpoint()
-            if stop_at is not None and self.step >= stop_at: bar.close(); return self
-        bar.close()
-        self.finish()
-        return self
+@patch
+def _init_wandb(self:Trainer):
+    mode = os.environ.get('WANDB_MODE') or self.cfg.train.wandb
+    if self.cfg.train.wandb == 'disabled' or mode == 'disabled': return None
+    try: import wandb
+    except ImportError: return None
+    run_id = f"{self.cfg.name}-{hashlib.sha1(str(self.dir.resolve()).encode()).hexdigest()[:8]}"
+    return wandb.init(project='hierlm', name=self.cfg.name, dir=str(self.dir), mode=mode,
+                      config=config_to_dict(self.cfg), resume='allow', id=run_id)
 
-    def finish(self):
-        "Write `final/` (HF model + tokenizer + model card) atomically, and the loss figure."
-        metrics = [json.loads(l) for l in (self.dir/'metrics.jsonl').read_text().splitlines() if l.strip()]
-        val = [m for m in metrics if 'val_loss' in m]
-        self.last_eval = val[-1] if val else {}                              # the final validation (`hierlm train` prints it)
-        with atomic_dir(self.dir/'final') as tmp, quiet_transformers():
-            self.model.save_pretrained(tmp); self.tok.save_pretrained(tmp)
-            (tmp/'README.md').write_text(model_card(self.cfg, self.step, self.last_eval, sum(p.numel() for p in self.model.parameters())))
-        plot_metrics(metrics, self.dir/'figures'/'loss.png', title=self.cfg.name)
-        if self.wandb: self.wandb.finish()
 
+# %% ../nbs/10_train.ipynb #83e2caf5
+@patch
+def fit(self:Trainer, stop_at:Optional[int]=None, # stop after this step, as an interruption would
+        progress:str='auto', # 'bar' (tqdm), 'log' (a printed line now and then), 'none'; 'auto': `_progress_mode`
+       ):
+    "Train to `train.max_steps` (or stop after step `stop_at`, as an interruption would)."
+    from tqdm.auto import tqdm
+    cfg, tc = self.cfg, self.cfg.train
+    if self.step == 0 and self.last_ckpt is None: self._start_fresh()
+    self.dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, self.dir/'config.yaml')
+    self.wandb = self._init_wandb()
+    self.model.train()
+    mode = _progress_mode(progress)
+    bar = tqdm(total=tc.max_steps, initial=self.step, desc=cfg.name, disable=mode != 'bar')
+    t0, tokens, step0 = time.time(), 0, self.step
+    while self.step < tc.max_steps:
+        T = self.seq_len()
+        total, metrics = 0.0, {}
+        for micro in range(tc.grad_accum):
+            m = self.step * tc.grad_accum + micro
+            batch = self.train_stream.batch_at(m)
+            if tc.carry_state and (self.state is None or m % self.train_stream.per_epoch == 0):
+                self.state = self.model.new_state()
+            out = self._loss(batch, T)
+            loss = out.loss / tc.grad_accum
+            self.scaler.scale(loss).backward()
+            for k, v in out.metrics.items(): metrics[k] = metrics.get(k, 0) + v.detach().float() / tc.grad_accum
+            if self.state is not None: self.state.detach()                  # truncated BPTT: the graph stops here
+            total += loss.item(); tokens += batch['input_ids'][:, :T].numel()
+        self.scaler.unscale_(self.opt)
+        clip = tc.grad_clip if tc.grad_clip > 0 else float('inf')
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        if not (math.isfinite(total) and torch.isfinite(gnorm)):
+            raise TrainingDiverged(f"loss {total} / gradient norm {gnorm.item()} is not finite at step "
+                                   f"{self.step + 1}; "
+                                   f"last good checkpoint: {self.last_ckpt or 'none yet'}. Lower train.lr, raise "
+                                   f"train.warmup_steps or use dtype=fp32, then resume from it.")
+        self.scaler.step(self.opt); self.scaler.update(); self.opt.zero_grad(set_to_none=True); self.sched.step()
+        self.step += 1
+        bar.update(1); bar.set_postfix(loss=f'{total:.3f}', tok_s=f'{tokens / (time.time() - t0):.0f}')
+        rec = None
+        if self.step % tc.log_every == 0 or self.step == tc.max_steps:
+            rec = {'step': self.step, 'loss': total, 'lr': self.sched.get_last_lr()[0], 'grad_norm': gnorm.item(),
+                   'seq_len': T}
+            # one sync for all the model's metrics (MoE drops, BDH sparsity)
+            if metrics: rec.update(zip(metrics, torch.stack(list(metrics.values())).tolist()))
+        if self.step % cfg.eval.eval_every == 0 or self.step == tc.max_steps:
+            rec = {**(rec or {'step': self.step}), **self.evaluate()}
+        if rec:
+            rec['tokens_per_s'] = tokens / (time.time() - t0); self._log(rec)
+            if mode == 'log' and ('val_loss' in rec or self.step % _log_interval(tc) == 0):
+                print(_progress_line(rec, tc.max_steps, step0, time.time() - t0), flush=True)
+        if self.step % tc.ckpt_every == 0: self.save_checkpoint()
+        if stop_at is not None and self.step >= stop_at: bar.close(); return self
+    bar.close()
+    self.finish()
+    return self
+
+
+# %% ../nbs/10_train.ipynb #d0715ce6
+@patch
+def finish(self:Trainer):
+    "Write `final/` (HF model + tokenizer + model card) atomically, and the loss figure."
+    metrics = [json.loads(l) for l in (self.dir/'metrics.jsonl').read_text().splitlines() if l.strip()]
+    val = [m for m in metrics if 'val_loss' in m]
+    self.last_eval = val[-1] if val else {}                       # the final validation (`hierlm train` prints it)
+    with atomic_dir(self.dir/'final') as tmp, quiet_transformers():
+        self.model.save_pretrained(tmp); self.tok.save_pretrained(tmp)
+        n_params = sum(p.numel() for p in self.model.parameters())
+        (tmp/'README.md').write_text(model_card(self.cfg, self.step, self.last_eval, n_params))
+    plot_metrics(metrics, self.dir/'figures'/'loss.png', title=self.cfg.name)
+    if self.wandb: self.wandb.finish()
+
+
+# %% ../nbs/10_train.ipynb #97a30fac
 def _progress_mode(progress:str) -> str:
     "'auto': nothing under nbdev-test, a tqdm bar in a terminal or Jupyter, else (a log file, a pipe) printed lines."
     if progress != 'auto': return progress
@@ -357,16 +404,17 @@ def model_card(cfg, steps:int, last_eval:dict, n_params:int) -> str:
     "A short model card: what was trained on what, for how long, how well, and how to load it."
     a = architecture(cfg.model.arch)
     what = {'causal': 'causal language model (`generate()`, `hierlm generate`)', 'masked': 'masked language model '
-            '(it fills `[MASK]` positions; no left-to-right generation)', 'diffusion': 'block diffusion language model '
-            '(`hierlm generate` samples it block by block)'}
+            '(`hierlm generate` fills the `[MASK]` positions of a prompt; no left-to-right writing)',
+            'diffusion': 'block diffusion language model (`hierlm generate` samples it block by block)'}
     ev = ', '.join(f'{k} {v:.4f}' for k, v in last_eval.items() if k.startswith('val_')) or 'not evaluated'
     return (f"---\nlibrary_name: transformers\ntags: [hierlm, {cfg.model.arch}]\n---\n# {cfg.name}\n\n"
             f"A hierlm `{cfg.model.arch}` model ({n_params/1e6:.2f}M parameters) trained with hierlm.\n\n"
-            f"- training data: `{cfg.data.corpus}` ({cfg.data.tokenizer} tokenizer), block size {cfg.data.block_size}\n"
+            f"- training data: `{describe_corpus(cfg.data)}` ({cfg.data.tokenizer} tokenizer), "
+            f"block size {cfg.data.block_size}\n"
             f"- steps: {steps} (batch {cfg.data.batch_size} × accumulation {cfg.train.grad_accum}, lr {cfg.train.lr}, "
             f"{cfg.train.optimizer}, {cfg.train.lr_schedule})\n- final validation: {ev}\n\n"
             f"Load it offline with `{a.auto_class}.from_pretrained(path, trust_remote_code=True)`, or without the flag "
-            f"after `import {a.module}`, which registers the classes with transformers. It is a {what[a.kind]}.\n")
+            f"after `import hierlm`, which registers every hierlm model with transformers. It is a {what[a.kind]}.\n")
 
 def plot_metrics(metrics:list, path, title:str=''):
     "Training and validation loss against the step, saved to `path`."
@@ -378,5 +426,7 @@ def plot_metrics(metrics:list, path, title:str=''):
     if tr: ax.plot(*zip(*tr), label='train')
     if va: ax.plot(*zip(*va), 'o-', label='validation')
     ax.set_xlabel('step'); ax.set_ylabel('loss'); ax.set_title(title); ax.legend(); ax.grid(alpha=0.3)
-    Path(path).parent.mkdir(parents=True, exist_ok=True); fig.savefig(path, dpi=110, bbox_inches='tight'); plt.close(fig)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches='tight'); plt.close(fig)
     return path
+
