@@ -6,7 +6,7 @@ Docs: https://hierlm.github.io/hierlm/cli.html.md"""
 
 # %% auto #0
 __all__ = ['WEIGHTS', 'TOKENIZER_FILES', 'UsageError', 'number', 'model_folder', 'cmd_presets', 'cmd_config', 'cmd_data',
-           'cmd_train', 'cmd_generate', 'build_parser', 'parse_args', 'main']
+           'cmd_train', 'load_model', 'cmd_eval', 'cmd_generate', 'build_parser', 'parse_args', 'main']
 
 # %% ../nbs/90_cli.ipynb #6c081c37
 import argparse, json, math, sys, time, warnings
@@ -16,6 +16,7 @@ from .core import (ConfigError, list_presets, load_config, config_to_dict, seed_
                          architecture)
 from .tokenizers import CorpusError
 from .batching import training_data
+from .evaluate import TASKS
 from pathlib import Path
 
 # %% ../nbs/90_cli.ipynb #e23e3525
@@ -136,21 +137,60 @@ def _record_exact_match(tr, n:int):
     print(f"exact match: {acc['exact_match']:.1%} ({n_ok}/{n} {cfg.data.corpus} test problems, greedy)")
 
 
-# %% ../nbs/90_cli.ipynb #f2434346
-def cmd_generate(args):
-    "Generate text from a run directory (its final/) or a saved model folder, streaming it: any kind of model."
+# %% ../nbs/90_cli.ipynb #423e5e9f
+def load_model(p:Path) -> tuple:
+    "`(model, tokenizer, registry entry)` of a model folder: the registry's Auto class, or a causal LM's (None)."
     import transformers
-    from transformers import AutoTokenizer
     from hierlm.core import ARCHITECTURES
-    from hierlm.modeling import register_families, HierLMCausalLM
-    from hierlm.generate import SamplingConfig
+    from hierlm.modeling import register_families
     register_families()                                                     # every hierlm family, with transformers
-    p = model_folder(args.model)
     arch = _load('config.json', p, lambda: json.loads((p/'config.json').read_text()).get('arch'))
     a = ARCHITECTURES.get(arch)                                             # None: a transformers model folder
     auto = getattr(transformers, a.auto_class if a else 'AutoModelForCausalLM')
-    tok = _load('tokenizer', p, lambda: AutoTokenizer.from_pretrained(p, local_files_only=True))
+    tok = _load('tokenizer', p, lambda: transformers.AutoTokenizer.from_pretrained(p, local_files_only=True))
     model = _load('model', p, lambda: auto.from_pretrained(p, local_files_only=True).eval())
+    return model, tok, a
+
+
+# %% ../nbs/90_cli.ipynb #b3995118
+def _eval_data(p:Path, args):
+    "The data config `hierlm eval` reads: `--corpus`, else the run's `config.yaml` beside or in the model folder."
+    if args.corpus:
+        from hierlm.core import DataConfig
+        T = args.block_size or 128
+        return DataConfig(corpus=args.corpus, block_size=T, data_dir=None)
+    for f in (p/'config.yaml', p.parent/'config.yaml'):
+        if f.exists():
+            d = load_config(str(f)).data
+            if args.block_size: d.block_size = args.block_size
+            return d
+    return None
+
+def cmd_eval(args):
+    "Evaluate a run directory or a saved model folder on tasks: a table, and eval/<task>-<split>.json beside the model."
+    from hierlm.evaluate import evaluate_task, results_table, results_json, EvalError
+    from hierlm.core import atomic_write_text
+    p = model_folder(args.model)
+    model, tok, _ = load_model(p)
+    dcfg, results = _eval_data(p, args), {}
+    for task in args.task or ['perplexity']:
+        try: results[task] = evaluate_task(model, tok, task, dcfg, args.split, args.limit, args.seed, progress=True)
+        except EvalError as e: raise UsageError(f'{task}: {e}') from None
+        metrics = {k: v for k, v in results[task].items() if k != 'rows'}
+        out = {'model': str(p), 'task': task, 'split': args.split, 'limit': args.limit,
+               'metrics': results_json({task: metrics})[task], 'rows': results[task].get('rows', [])}
+        atomic_write_text(p/'eval'/f'{task}-{args.split}.json', json.dumps(out, indent=1, default=str))
+    print(results_table({t: {k: v for k, v in m.items() if k != 'rows'} for t, m in results.items()}))
+    print(f"results: {p/'eval'}/")
+
+
+# %% ../nbs/90_cli.ipynb #f2434346
+def cmd_generate(args):
+    "Generate text from a run directory (its final/) or a saved model folder, streaming it: any kind of model."
+    from hierlm.modeling import HierLMCausalLM
+    from hierlm.generate import SamplingConfig
+    p = model_folder(args.model)
+    model, tok, a = load_model(p)
     sc = SamplingConfig(max_new_tokens=args.max_tokens, temperature=args.temperature, top_k=args.top_k,
                         top_p=args.top_p, repetition_penalty=args.repetition_penalty, stop=args.stop or [],
                         seed=args.seed)
@@ -213,6 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--seed', type=int, default=0, help='random seed of the sampler')
     g.add_argument('--steps', type=number(int, 1), default=16, help='diffusion models: denoising steps per block')
     g.set_defaults(func=cmd_generate)
+    e = add('eval', cmd_eval, 'evaluate a run directory or saved model on tasks')
+    e.add_argument('model', help='run directory (uses its final/) or a saved model folder')
+    e.add_argument('--task', action='append', choices=TASKS,
+                   help='task to score (repeatable; default: perplexity)')
+    e.add_argument('--split', default='test', help='split: test, valid or train (sst2 scores its dev set)')
+    e.add_argument('--limit', type=number(int, 1), default=None, help='score only the first N examples (blocks)')
+    e.add_argument('--corpus', default=None, help="perplexity: a corpus (default: the run's); needed for a model "
+                                                  "folder without its run's config.yaml")
+    e.add_argument('--block-size', type=number(int, 2), default=None, help='perplexity: tokens per block')
+    e.add_argument('--seed', type=int, default=0, help='seeds the masks of masked LMs and the noise of diffusion LMs')
+    e.set_defaults(func=cmd_eval)
     p.subcommands = sub.choices
     return p
 

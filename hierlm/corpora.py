@@ -27,7 +27,9 @@ from .tokenizers import (CorpusError, byte_tokenizer, char_tokenizer, train_bpe_
 # %% ../nbs/01b_corpora.ipynb #e7b21596
 BUILTIN_FILES = {'tiny_shakespeare': {'all': 'tiny_shakespeare/input.txt'},
                  'wikitext-2': {s: f'wikitext-2/{s}.txt' for s in ('train', 'valid', 'test')},
-                 'gsm8k': {s: f'gsm8k/{s}.jsonl' for s in ('train', 'test')}}
+                 'gsm8k': {s: f'gsm8k/{s}.jsonl' for s in ('train', 'test')},
+                 'sst2': {'train': 'sst2/train.tsv', 'valid': 'sst2/dev.tsv'},             # evaluation tasks
+                 'dialogsum': {'valid': 'dialogsum/dev.jsonl', 'test': 'dialogsum/test.jsonl'}}
 
 # %% ../nbs/01b_corpora.ipynb #b2956453
 def data_dir(path:Optional[str]=None, # default: $HIERLM_DATA
