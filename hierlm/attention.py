@@ -16,14 +16,18 @@ from dataclasses import dataclass
 from typing import Optional, Union
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.attention.flex_attention import flex_attention, AuxRequest, create_block_mask, BlockMask
+from fastcore.basics import patch
 from .masks import Mask, BoundMask
 
 # %% ../nbs/03_attention.ipynb #ebe706cb
-def masked_softmax(scores:torch.Tensor, allowed:Optional[torch.Tensor]=None, sink:Optional[torch.Tensor]=None) -> torch.Tensor:
-    "Softmax over the last dim of `scores` with `allowed` (bool, broadcastable) and per-head `sink` logits `(H,)`; empty rows give 0."
+def masked_softmax(scores:torch.Tensor, allowed:Optional[torch.Tensor]=None,
+                   sink:Optional[torch.Tensor]=None) -> torch.Tensor:
+    ("Softmax over the last dim of `scores` with `allowed` (bool, broadcastable) and per-head `sink` logits `(H,)`; "
+     "empty rows give 0.")
     if allowed is not None: scores = scores.masked_fill(~allowed, float('-inf'))
     m = scores.amax(-1, keepdim=True)
-    if sink is not None:                                                     # scores: (B, H, ...): sink broadcast per head
+    # scores: (B, H, ...): sink broadcast per head
+    if sink is not None:
         s = sink.to(scores.dtype).view(1, -1, *([1] * (scores.dim() - 2)))
         m = torch.maximum(m, s)
     m = torch.where(torch.isfinite(m), m, torch.zeros_like(m)).detach()
@@ -99,14 +103,16 @@ def _expand_kv(x:torch.Tensor, n_heads:int) -> torch.Tensor:
     return x if g == 1 else x.repeat_interleave(g, dim=1)
 
 def distance_bias(cq:torch.Tensor, ck:torch.Tensor, qi:torch.Tensor, ki:torch.Tensor) -> torch.Tensor:
-    "`−|c_q − c_k|` for coordinates non-decreasing along the sequence, as `−(c_q − c_k)·sign(q − k)`: a straight-through coordinate (value 0) keeps its gradient."
+    ("`−|c_q − c_k|` for coordinates non-decreasing along the sequence, as `−(c_q − c_k)·sign(q − k)`: "
+     "a straight-through coordinate (value 0) keeps its gradient.")
     return -(cq - ck) * torch.sign(qi - ki).to(cq.dtype)
 
 def _dense_bias(coords, T, S, bound=None):
     "The `(B, 1, T, S)` distance bias of `coords = (c_q (B, T), c_k (B, S))` (queries offset as `bound` says)."
     cq, ck = coords
     qi = torch.arange(T, device=cq.device).view(T, 1) + (0 if bound is None else bound.q_offset)
-    return distance_bias(cq[:, None, :, None], ck[:, None, None, :], qi, torch.arange(S, device=cq.device).view(1, S))
+    return distance_bias(cq[:, None, :, None], ck[:, None, None, :], qi,
+                         torch.arange(S, device=cq.device).view(1, S))
 
 def _eager(q, k, v, bound, scale, sink, return_weights=False, coords=None):
     H = q.shape[1]
@@ -116,56 +122,69 @@ def _eager(q, k, v, bound, scale, sink, return_weights=False, coords=None):
     w = masked_softmax(scores, None if bound is None else bound.dense(), sink)
     return (w @ v, w) if return_weights else w @ v
 
+# %% ../nbs/03_attention.ipynb #58c55cc8
 def _sdpa(q, k, v, bound, scale, sink, coords=None):
-    if sink is not None: raise ValueError("backend 'sdpa' cannot add sink logits (it returns no log-sum-exp); use eager, flex or blocksparse")
+    if sink is not None:
+        raise ValueError("backend 'sdpa' cannot add sink logits (it returns no log-sum-exp); "
+                         "use eager, flex or blocksparse")
     gqa = q.shape[1] != k.shape[1]
-    if coords is not None:                                                   # a float mask: the bias where allowed, −inf elsewhere
+    # a float mask: the bias where allowed, −inf elsewhere
+    if coords is not None:
         bias = _dense_bias(coords, q.shape[2], k.shape[2], bound).to(q.dtype)
         if bound is None: return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale, enable_gqa=gqa)
         dense = bound.dense()
         empty = ~dense.any(-1, keepdim=True)
         bias = bias.masked_fill(~(dense | empty), float('-inf'))
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale, enable_gqa=gqa).masked_fill(empty, 0.)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale,
+                                              enable_gqa=gqa).masked_fill(empty, 0.)
     if bound is None: return F.scaled_dot_product_attention(q, k, v, scale=scale, enable_gqa=gqa)
     if bound.is_causal: return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale, enable_gqa=gqa)
     dense = bound.dense()
     empty = ~dense.any(-1, keepdim=True)                                     # rows with nothing to attend to
     has_empty = bool(empty.any())
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=dense | empty if has_empty else dense, scale=scale, enable_gqa=gqa)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=dense | empty if has_empty else dense, scale=scale,
+                                         enable_gqa=gqa)
     return out.masked_fill(empty, 0.) if has_empty else out
 
+# %% ../nbs/03_attention.ipynb #cf34f86c
 _compiled_flex = None
 def _flex(q, k, v, bound, scale, sink, block_size=128, compile=None, coords=None):
     global _compiled_flex
     if q.device.type == 'cpu' and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
-        raise RuntimeError("FlexAttention has no backward on CPU: use backend='blocksparse' to train (or flex for inference)")
-    if not torch.is_grad_enabled(): q, k, v = q.detach(), k.detach(), v.detach()   # flex refuses requires_grad inputs on CPU
+        raise RuntimeError("FlexAttention has no backward on CPU: "
+                           "use backend='blocksparse' to train (or flex for inference)")
+    # flex refuses requires_grad inputs on CPU
+    if not torch.is_grad_enabled(): q, k, v = q.detach(), k.detach(), v.detach()
     if compile is None: compile = q.device.type == 'cuda' or q.shape[2] >= 1024
     fn = flex_attention
     if compile:
         if _compiled_flex is None: _compiled_flex = torch.compile(flex_attention, dynamic=False)
         fn = _compiled_flex
     T, S = q.shape[2], k.shape[2]
-    blocks = None if bound is None else block_mask(bound, min(block_size, max(16, 1 << (max(T, S) - 1).bit_length())))
+    blocks = (None if bound is None
+              else block_mask(bound, min(block_size, max(16, 1 << (max(T, S) - 1).bit_length()))))
     gqa = q.shape[1] != k.shape[1]
     mod = None
     if coords is not None:
         cq, ck = coords
-        if ck is cq: ck = ck.clone()             # compiled flex cannot differentiate two lookups into one tensor; a clone adds the gradients back up
+        # compiled flex cannot differentiate two lookups into one tensor; a clone adds the gradients back up
+        if ck is cq: ck = ck.clone()
         off = 0 if bound is None else bound.q_offset
         mod = lambda score, b, h, qi, ki: score + distance_bias(cq[b, qi], ck[b, ki], qi + off, ki)
     ko = bound.mask.kernel_options if bound is not None and q.is_cuda else None
     kw = dict(score_mod=mod, block_mask=blocks, scale=scale, enable_gqa=gqa, kernel_options=ko)
     if sink is None: return fn(q, k, v, **kw)
-    if q.device.type == 'cpu': fn = flex_attention                          # compiled CPU flex cannot return the lse yet
+    if q.device.type == 'cpu': fn = flex_attention                  # compiled CPU flex cannot return the lse yet
     out, aux = fn(q, k, v, **kw, return_aux=AuxRequest(lse=True))
     # sinks: softmax over [scores, sink] = softmax(scores) * sigmoid(lse - sink)
     return out * torch.sigmoid(aux.lse - sink.view(1, -1, 1).to(aux.lse.dtype)).unsqueeze(-1).to(out.dtype)
 
 def _xformers(q, k, v, bound, scale, sink, coords=None):
     try: import xformers.ops as xops
-    except ImportError: raise RuntimeError("backend 'xformers' needs `pip install hierlm[gpu]` (xformers) on a CUDA machine") from None
-    if q.device.type != 'cuda': raise RuntimeError("xformers has no CPU kernels; use backend='flex', 'sdpa' or 'blocksparse'")
+    except ImportError:
+        raise RuntimeError("backend 'xformers' needs `pip install hierlm[gpu]` (xformers) on a CUDA machine") from None
+    if q.device.type != 'cuda':
+        raise RuntimeError("xformers has no CPU kernels; use backend='flex', 'sdpa' or 'blocksparse'")
     if sink is not None: raise ValueError("backend 'xformers' does not support sink logits here; use flex")
     H = q.shape[1]
     k, v = _expand_kv(k, H), _expand_kv(v, H)
@@ -178,13 +197,15 @@ def _xformers(q, k, v, bound, scale, sink, coords=None):
     if coords is not None:
         cb = _dense_bias(coords, q.shape[2], k.shape[2], bound).to(q.dtype).expand(q.shape[0], H, -1, -1)
         bias = cb if bias is None else bias + cb
-    out = xops.memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_bias=bias, scale=scale)
+    out = xops.memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_bias=bias,
+                                          scale=scale)
     return out.transpose(1, 2)
 
 # %% ../nbs/03_attention.ipynb #9d9ae469
 @dataclass
 class BlockSparsePlan:
-    "For each of `n_q_blocks` query blocks: the key positions it gathers (`kv_index`, -1 = padding) and the exact mask on them."
+    ("For each of `n_q_blocks` query blocks: the key positions it gathers (`kv_index`, -1 = padding) "
+     "and the exact mask on them.")
     block: int
     T: int
     S: int
@@ -196,7 +217,8 @@ class BlockSparsePlan:
     def density(self): return self.kv_index.shape[0] * self.block * self.gathered / (self.T * self.S)
 
 def plan_block_sparse(bound:BoundMask, block:int=64, min_fill:float=0.25) -> BlockSparsePlan:
-    "Plan which key blocks (when at least `min_fill` of their keys are used) and which single key columns each query block gathers."
+    ("Plan which key blocks (when at least `min_fill` of their keys are used) and which single key columns "
+     "each query block gathers.")
     B, H, T, S, dev = bound.B, bound.H, bound.T, bound.S, bound.device
     fn = bound.fn                                                            # in the bound mask's query indices
     nq, nk = (T + block - 1) // block, (S + block - 1) // block
@@ -206,7 +228,8 @@ def plan_block_sparse(bound:BoundMask, block:int=64, min_fill:float=0.25) -> Blo
     rows = []
     for i in range(nq):
         q = torch.arange(i * block, min(T, (i + 1) * block), device=dev).view(1, 1, -1, 1)
-        used = torch.as_tensor(fn(b, h, q, kv_all), device=dev).expand(B, H, q.shape[2], S).any(0).any(0).any(0)  # (S,)
+        # (S,)
+        used = torch.as_tensor(fn(b, h, q, kv_all), device=dev).expand(B, H, q.shape[2], S).any(0).any(0).any(0)
         per_block = F.pad(used, (0, nk * block - S)).view(nk, block)
         full = per_block.sum(1) >= min_fill * block
         cols = [torch.arange(j * block, min(S, (j + 1) * block), device=dev) for j in full.nonzero().flatten().tolist()]
@@ -227,6 +250,7 @@ def block_sparse_plan(bound:BoundMask, block:int=64) -> BlockSparsePlan:
     "The block-sparse plan of `bound` for query blocks of `block`, built once and kept with the bound mask's artefacts."
     return artefacts(bound).get(('blocksparse', block), lambda: plan_block_sparse(bound, block))
 
+# %% ../nbs/03_attention.ipynb #11f3dd8d
 def _blocksparse(q, k, v, bound, scale, sink, block=64, coords=None):
     if bound is None: raise ValueError("backend 'blocksparse' needs a mask (for full attention use sdpa)")
     B, H, T, D = q.shape
@@ -266,23 +290,30 @@ def pick_backend(q:torch.Tensor, k:torch.Tensor, bound:Optional[BoundMask], sink
 
 def attention(q, k, v, mask:Union[Mask, BoundMask, None]=None, backend:str='auto', scale:Optional[float]=None,
               sink:Optional[torch.Tensor]=None, return_weights:bool=False, block_size:Optional[int]=None,
-              coords=None): # `(B, T)` (self-attention) or `(c_q (B, T), c_k (B, S))`: adds `−|c_q − c_k|` (non-decreasing coordinates)
-    "Attention `(B, H, T, D)` of `q` over `k, v (B, H_kv, S, D)` where `mask` allows; `return_weights` gives `(out, (B, H, T, S))`."
+              # `(B, T)` (self-attention) or `(c_q (B, T), c_k (B, S))`:
+              # adds `−|c_q − c_k|` (non-decreasing coordinates)
+              coords=None):
+    ("Attention `(B, H, T, D)` of `q` over `k, v (B, H_kv, S, D)` where `mask` allows; "
+     "`return_weights` gives `(out, (B, H, T, S))`.")
     if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
-        raise ValueError(f"q, k, v should be (B, H, T, D); got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
+        raise ValueError(f"q, k, v should be (B, H, T, D); "
+                         f"got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
     B, H, T, D = q.shape
     if k.shape[0] != B or k.shape[3] != D or k.shape[:3] != v.shape[:3] or H % k.shape[1]:
         raise ValueError(f"shapes do not fit: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)} "
                          f"(need the same batch, the same q/k head size, k and v alike, and H a multiple of H_kv)")
     S = k.shape[2]
     mask = _bind(mask, T, S, B, H, q.device)
-    if sink is not None and sink.shape != (H,): raise ValueError(f"sink logits should be (H,) = ({H},), got {tuple(sink.shape)}")
+    if sink is not None and sink.shape != (H,):
+        raise ValueError(f"sink logits should be (H,) = ({H},), got {tuple(sink.shape)}")
     scale = scale if scale is not None else 1 / math.sqrt(D)
-    if backend not in BACKENDS: raise ValueError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown attention backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if coords is not None:
         cq, ck = (coords, coords) if torch.is_tensor(coords) else coords
         if cq.shape != (B, T) or ck.shape != (B, S):
-            raise ValueError(f"coords should be (B, T) = ({B}, {T}) for queries and (B, S) = ({B}, {S}) for keys; got {tuple(cq.shape)}, {tuple(ck.shape)}")
+            raise ValueError(f"coords should be (B, T) = ({B}, {T}) for queries and (B, S) = ({B}, {S}) for keys; "
+                             f"got {tuple(cq.shape)}, {tuple(ck.shape)}")
         coords = (cq, ck)
     if return_weights: return _eager(q, k, v, mask, scale, sink, return_weights=True, coords=coords)
     if backend == 'auto': backend = pick_backend(q, k, mask, sink)
@@ -298,7 +329,8 @@ class RotaryEmbedding(nn.Module):
     def __init__(self, dim:int, base:float=10000.0):
         super().__init__()
         if dim % 2: raise ValueError(f"RoPE needs an even head size, got {dim}")
-        self.dim, self.base = dim, base      # frequencies are computed on the fly: no buffer for a meta-device load to lose
+        # frequencies are computed on the fly: no buffer for a meta-device load to lose
+        self.dim, self.base = dim, base
     def forward(self, x:torch.Tensor, offset:int=0, positions:Optional[torch.Tensor]=None) -> torch.Tensor:
         "Rotate `x (B, H, T, D)` for positions `offset + 0..T-1`, or `positions (B, T)`."
         T = x.shape[-2]
@@ -322,7 +354,8 @@ class KVCache:
         return k, v
     def expand(self, n:int):
         "Repeat a batch-1 cache `n` times (beam search)."
-        for l in self.k: self.k[l], self.v[l] = self.k[l].expand(n, *self.k[l].shape[1:]), self.v[l].expand(n, *self.v[l].shape[1:])
+        for l in self.k:
+            self.k[l], self.v[l] = self.k[l].expand(n, *self.k[l].shape[1:]), self.v[l].expand(n, *self.v[l].shape[1:])
         return self
     def reorder(self, idx:torch.Tensor):
         "Keep rows `idx` (beam search)."
@@ -333,14 +366,18 @@ def lambda_init(layer:int) -> float:
     "Differential attention's λ_init = 0.8 − 0.6·exp(−0.3·layer)."
     return 0.8 - 0.6 * math.exp(-0.3 * layer)
 
+# %% ../nbs/03_attention.ipynb #5aa139e1
 class Attention(nn.Module):
-    "Multi-head attention with RoPE, GQA/MQA, sink logits, differential attention, any mask and backend, and a KV cache."
+    ("Multi-head attention with RoPE, GQA/MQA, sink logits, differential attention, any mask and backend, "
+     "and a KV cache.")
     def __init__(self, d_model:int, n_heads:int, n_kv_heads:Optional[int]=None, layer_idx:int=0, rope:bool=True,
-                 rope_base:float=10000.0, sink_logits:bool=False, differential:bool=False, backend:str='auto', bias:bool=False):
+                 rope_base:float=10000.0, sink_logits:bool=False, differential:bool=False, backend:str='auto',
+                 bias:bool=False):
         super().__init__()
         n_kv_heads = n_kv_heads or n_heads
         if d_model % n_heads or n_heads % n_kv_heads:
-            raise ValueError(f"d_model={d_model} must divide by n_heads={n_heads}, and n_heads by n_kv_heads={n_kv_heads}")
+            raise ValueError(f"d_model={d_model} must divide by n_heads={n_heads}, "
+                             f"and n_heads by n_kv_heads={n_kv_heads}")
         self.d_model, self.n_heads, self.n_kv_heads, self.layer_idx = d_model, n_heads, n_kv_heads, layer_idx
         self.differential, self.backend = differential, backend
         hd = d_model // n_heads
@@ -358,47 +395,53 @@ class Attention(nn.Module):
             self.lambdas = nn.Parameter(torch.randn(4, self.qk_dim) * 0.1)       # λq1, λk1, λq2, λk2
             self.head_norm = nn.RMSNorm(hd, eps=1e-5, elementwise_affine=False)
 
-    def lam(self) -> torch.Tensor:
-        "The current differential λ."
-        lq1, lk1, lq2, lk2 = self.lambdas
-        return torch.exp((lq1 * lk1).sum()) - torch.exp((lq2 * lk2).sum()) + self.lambda_init
+# %% ../nbs/03_attention.ipynb #b126956d
+@patch
+def lam(self:Attention) -> torch.Tensor:
+    "The current differential λ."
+    lq1, lk1, lq2, lk2 = self.lambdas
+    return torch.exp((lq1 * lk1).sum()) - torch.exp((lq2 * lk2).sum()) + self.lambda_init
 
-    def project(self, x:torch.Tensor):
-        "`(q‖k, v)` of `x`: one matmul when the projections are plain `nn.Linear`s; wrapped ones (e.g. LoRA) are called."
-        ps = (self.q_proj, self.k_proj, self.v_proj)
-        if not all(type(p) is nn.Linear for p in ps): return torch.cat([self.q_proj(x), self.k_proj(x)], -1), self.v_proj(x)
-        bias = None if self.q_proj.bias is None else torch.cat([p.bias for p in ps])
-        qkv = F.linear(x, torch.cat([p.weight for p in ps]), bias)
-        return qkv.split([self.q_proj.out_features + self.k_proj.out_features, self.v_proj.out_features], -1)
+@patch
+def project(self:Attention, x:torch.Tensor):
+    "`(q‖k, v)` of `x`: one matmul when the projections are plain `nn.Linear`s; wrapped ones (e.g. LoRA) are called."
+    ps = (self.q_proj, self.k_proj, self.v_proj)
+    if not all(type(p) is nn.Linear for p in ps): return torch.cat([self.q_proj(x), self.k_proj(x)], -1), self.v_proj(x)
+    bias = None if self.q_proj.bias is None else torch.cat([p.bias for p in ps])
+    qkv = F.linear(x, torch.cat([p.weight for p in ps]), bias)
+    return qkv.split([self.q_proj.out_features + self.k_proj.out_features, self.v_proj.out_features], -1)
 
-    def forward(self, x:torch.Tensor, mask:Union[Mask, BoundMask, None]=None, cache:Optional[KVCache]=None,
-                positions:Optional[torch.Tensor]=None, return_weights:bool=False, coords:Optional[torch.Tensor]=None):
-        "`x (B, T, d_model)` → `(B, T, d_model)` (and the per-head weights `(B, H, T, S)` when asked); `coords (B, T)`: a distance bias."
-        B, T, _ = x.shape
-        H, Hkv, n_maps = self.n_heads, self.n_kv_heads, 2 if self.differential else 1
-        qk, v = self.project(x)
-        qk = qk.view(B, T, (H + Hkv) * n_maps, self.qk_dim).transpose(1, 2)          # (B, (H+Hkv)·maps, T, d)
-        v = v.view(B, T, Hkv, -1).transpose(1, 2)                                    # (B, Hkv, T, hd)
-        offset = cache.length(self.layer_idx) if cache is not None else 0
-        mask = bind_mask(mask, x, H, cache, self.layer_idx)                  # a model's bound mask passes through
-        if self.rope is not None: qk = self.rope(qk, offset, positions)              # q and k rotated together
-        q, k = qk.split([H * n_maps, Hkv * n_maps], 1)                              # (B, H·maps, T, d), (B, Hkv·maps, T, d)
-        if cache is not None:
-            if coords is not None: raise ValueError("coords (a distance bias) cannot be combined with a KV cache")
-            k, v = cache.update(self.layer_idx, k, v)
-        sink = self.sink
-        if not self.differential:
-            out = attention(q, k, v, mask, self.backend, sink=sink, return_weights=return_weights, coords=coords)
-        else:
-            q1, q2 = q.view(B, H, 2, T, -1).unbind(2)
-            k1, k2 = k.view(B, Hkv, 2, -1, self.qk_dim).unbind(2)
-            scale = 1 / math.sqrt(self.qk_dim)
-            a1 = attention(q1, k1, v, mask, self.backend, scale, sink, return_weights, coords=coords)
-            a2 = attention(q2, k2, v, mask, self.backend, scale, sink, return_weights, coords=coords)
-            lam = self.lam()
-            if return_weights: (a1, w1), (a2, w2) = a1, a2
-            out = self.head_norm(a1 - lam * a2) * (1 - self.lambda_init)
-            if return_weights: out = (out, w1 - lam * w2)
-        if return_weights: out, w = out
-        y = self.o_proj(out.transpose(1, 2).reshape(B, T, -1))
-        return (y, w) if return_weights else y
+# %% ../nbs/03_attention.ipynb #c7b4ee6c
+@patch
+def forward(self:Attention, x:torch.Tensor, mask:Union[Mask, BoundMask, None]=None, cache:Optional[KVCache]=None,
+            positions:Optional[torch.Tensor]=None, return_weights:bool=False, coords:Optional[torch.Tensor]=None):
+    ("`x (B, T, d_model)` → `(B, T, d_model)` (and the per-head weights `(B, H, T, S)` when asked); "
+     "`coords (B, T)`: a distance bias.")
+    B, T, _ = x.shape
+    H, Hkv, n_maps = self.n_heads, self.n_kv_heads, 2 if self.differential else 1
+    qk, v = self.project(x)
+    qk = qk.view(B, T, (H + Hkv) * n_maps, self.qk_dim).transpose(1, 2)          # (B, (H+Hkv)·maps, T, d)
+    v = v.view(B, T, Hkv, -1).transpose(1, 2)                                    # (B, Hkv, T, hd)
+    offset = cache.length(self.layer_idx) if cache is not None else 0
+    mask = bind_mask(mask, x, H, cache, self.layer_idx)                  # a model's bound mask passes through
+    if self.rope is not None: qk = self.rope(qk, offset, positions)              # q and k rotated together
+    q, k = qk.split([H * n_maps, Hkv * n_maps], 1)                              # (B, H·maps, T, d), (B, Hkv·maps, T, d)
+    if cache is not None:
+        if coords is not None: raise ValueError("coords (a distance bias) cannot be combined with a KV cache")
+        k, v = cache.update(self.layer_idx, k, v)
+    sink = self.sink
+    if not self.differential:
+        out = attention(q, k, v, mask, self.backend, sink=sink, return_weights=return_weights, coords=coords)
+    else:
+        q1, q2 = q.view(B, H, 2, T, -1).unbind(2)
+        k1, k2 = k.view(B, Hkv, 2, -1, self.qk_dim).unbind(2)
+        scale = 1 / math.sqrt(self.qk_dim)
+        a1 = attention(q1, k1, v, mask, self.backend, scale, sink, return_weights, coords=coords)
+        a2 = attention(q2, k2, v, mask, self.backend, scale, sink, return_weights, coords=coords)
+        lam = self.lam()
+        if return_weights: (a1, w1), (a2, w2) = a1, a2
+        out = self.head_norm(a1 - lam * a2) * (1 - self.lambda_init)
+        if return_weights: out = (out, w1 - lam * w2)
+    if return_weights: out, w = out
+    y = self.o_proj(out.transpose(1, 2).reshape(B, T, -1))
+    return (y, w) if return_weights else y

@@ -93,9 +93,12 @@ class DataConfig:
     hf_config: Optional[str] = None    # `hf:` corpora: the dataset's config name, e.g. `wikitext-2-raw-v1`
     hf_split: str = 'train'            # `hf:` corpora: the split trained on
     hf_val_split: Optional[str] = None # `hf:` corpora: the split validated on; default: held out from `hf_split`
-    hf_data_files: list[str] = field(default_factory=list)   # `hf:json` / `hf:parquet` / `hf:text`: local files, globs
-    streaming: bool = False            # `hf:` corpora: tokenized and packed as training reads them, never loaded whole
-    val_blocks: int = 256              # streamed corpora: validation blocks (of `hf_val_split`, else held out first)
+    # `hf:json` / `hf:parquet` / `hf:text`: local files, globs
+    hf_data_files: list[str] = field(default_factory=list)
+    # `hf:` corpora: tokenized and packed as training reads them, never loaded whole
+    streaming: bool = False
+    # streamed corpora: validation blocks (of `hf_val_split`, else held out first)
+    val_blocks: int = 256
 
     MIXTURE_KEYS = ('corpus', 'weight', 'data_dir', 'text_field', 'val_fraction', 'synthetic_docs',
                     'synthetic_registers', 'hf_config', 'hf_split', 'hf_val_split', 'hf_data_files', 'streaming',
@@ -173,14 +176,17 @@ class TrainConfig:
     log_every: int = 10
     ckpt_every: int = 500
     keep_last: int = 2                 # checkpoints kept on disk
-    wandb: Literal['offline', 'online', 'disabled'] = 'disabled'   # log to wandb only when asked (offline: ./wandb in the run)
+    # log to wandb only when asked (offline: ./wandb in the run)
+    wandb: Literal['offline', 'online', 'disabled'] = 'disabled'
     muon_lr: float = 0.02              # Muon: learning rate of the 2-D hidden weights
     grad_checkpoint: bool = False      # recompute activations in the backward pass to save memory
     seq_len_warmup: int = 0            # curriculum: steps over which the sequence length grows to data.block_size
     min_seq_len: int = 64              # curriculum: starting sequence length
     resume: bool = True                # continue from the newest checkpoint in the run directory
-    compile: bool = False              # torch.compile the training forward (CPU needs a C++ compiler; first steps are slow)
-    carry_state: bool = False          # truncated BPTT: read the text as B streams in order, carrying a recurrent model's state
+    # torch.compile the training forward (CPU needs a C++ compiler; first steps are slow)
+    compile: bool = False
+    # truncated BPTT: read the text as B streams in order, carrying a recurrent model's state
+    carry_state: bool = False
 
 @dataclass
 class EvalConfig:
@@ -319,7 +325,8 @@ def apply_overrides(d:dict, overrides:list, sources:dict) -> dict:
             if p not in cur: sources.setdefault('.'.join(path[:i+1]), 'command line')   # a section the file lacks
             nxt = cur.setdefault(p, {})
             if not isinstance(nxt, dict):
-                raise ConfigError(f"command line: '{'.'.join(path[:i+1])}' is a value, not a section, so '{key}' is not a key")
+                raise ConfigError(f"command line: '{'.'.join(path[:i+1])}' is a value, not a section, "
+                                  f"so '{key}' is not a key")
             cur = nxt
         cur[last] = _parse_value(val)
         sources[key] = 'command line'
@@ -375,7 +382,8 @@ def atomic_write_text(path, text:str):
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
-        os.fchmod(fd, 0o666 & ~_umask())                                  # mkstemp makes 0600: give a normal file's mode
+        # mkstemp makes 0600: give a normal file's mode
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, 'w') as f: f.write(text)
         os.replace(tmp, path)
     except BaseException:
@@ -390,8 +398,9 @@ def atomic_dir(dest):
     try:
         yield tmp
         mask = _umask()
-        for p in [tmp, *tmp.rglob('*')]:                                  # mkdtemp (and transformers' writers) make 0700 / 0600:
-            if not p.is_symlink(): os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)   # give a normal write's modes
+        # mkdtemp (and transformers' writers) make 0700 / 0600: give a normal write's modes
+        for p in [tmp, *tmp.rglob('*')]:
+            if not p.is_symlink(): os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
         if dest.exists(): shutil.rmtree(dest)
         os.replace(tmp, dest)
     except BaseException:
@@ -427,7 +436,8 @@ def get_device(spec:str='auto', # `auto`, `cpu`, `cuda`, `cuda:N` or `mps`
         if getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available(): return torch.device('mps')
         return torch.device('cpu')
     try: dev = torch.device(spec)
-    except RuntimeError: raise ConfigError(f"device {spec!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    except RuntimeError:
+        raise ConfigError(f"device {spec!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == 'cuda' and not torch.cuda.is_available():
         raise ConfigError(f"device {spec!r} requested but torch.cuda.is_available() is False; use device=cpu (or auto)")
     if dev.type == 'cuda' and dev.index is not None and dev.index >= torch.cuda.device_count():
@@ -443,7 +453,8 @@ def get_dtype(spec:str='fp32', # `auto`, `fp32`, `bf16` or `fp16`
     device = torch.device(device) if device is not None else torch.device('cpu')
     if spec == 'auto':
         return torch.bfloat16 if device.type == 'cuda' and torch.cuda.is_bf16_supported() else torch.float32
-    if spec not in DTYPES: raise ConfigError(f"dtype {spec!r} is not one of auto, {', '.join(DTYPES)}{_closest(spec, DTYPES)}")
+    if spec not in DTYPES:
+        raise ConfigError(f"dtype {spec!r} is not one of auto, {', '.join(DTYPES)}{_closest(spec, DTYPES)}")
     if spec == 'bf16' and device.type == 'cuda' and not torch.cuda.is_bf16_supported():
         raise ConfigError("dtype 'bf16' requested but this GPU has no bf16 support; use dtype=fp16 or fp32")
     return DTYPES[spec]
@@ -493,7 +504,8 @@ def resolve_path(path) -> Path:
     return (root/p).resolve() if root and (root/p).exists() else p.resolve()
 
 def run_dir(cfg, suffix:str='') -> Path:
-    "Run directory `<out_dir>/<name><suffix>`; a relative `out_dir` is taken from $HIERLM_RUNS, else the repository root."
+    ("Run directory `<out_dir>/<name><suffix>`; a relative `out_dir` is taken from $HIERLM_RUNS, "
+     "else the repository root.")
     base = Path(cfg.out_dir).expanduser()
     if not base.is_absolute(): base = Path(os.environ.get('HIERLM_RUNS') or project_root() or Path.cwd())/base
     return base/f'{cfg.name}{suffix}'

@@ -12,13 +12,15 @@ __all__ = ['HIERARCHICAL_FLEX_KERNEL', 'Mask', 'BoundMask', 'density', 'causal_m
 # %% ../nbs/02_masks.ipynb #d645fcdf
 from typing import Optional, Sequence, Union
 import torch
+from fastcore.basics import patch
 
 # %% ../nbs/02_masks.ipynb #7cb403f7
 class Mask:
     "A mask predicate `fn(b, h, q_idx, kv_idx) -> bool tensor`: combine with `&`, `|`, `~`; `dense`; `bind` to sizes."
     def __init__(self, fn, name:str='mask', length:Optional[int]=None, kernel_options:Optional[dict]=None,
                  causal:bool=False):
-        self.fn, self.name, self.length = fn, name, length   # `length`: the sequence length the mask's tensors describe
+        # `length`: the sequence length the mask's tensors describe
+        self.fn, self.name, self.length = fn, name, length
         # FlexAttention kernel settings on a GPU (a mask with many lookups needs smaller tiles)
         self.kernel_options = kernel_options
         self.causal = causal                                 # exactly `q >= kv`: set by `causal_mask`, not by a name
@@ -26,7 +28,8 @@ class Mask:
     def _join(self, other, op, sym):
         if not isinstance(other, Mask): return NotImplemented
         if self.length and other.length and self.length != other.length:
-            raise ValueError(f"cannot combine {self.name} (length {self.length}) with {other.name} (length {other.length})")
+            raise ValueError(f"cannot combine {self.name} (length {self.length}) "
+                             f"with {other.name} (length {other.length})")
         f, g = self.fn, other.fn
         # causal & causal = causal | causal = causal; anything else is not
         return Mask(lambda b, h, q, kv: op(f(b, h, q, kv), g(b, h, q, kv)), f'({self.name} {sym} {other.name})',
@@ -36,35 +39,44 @@ class Mask:
     def __or__(self, other): return self._join(other, torch.logical_or, '|')
     def __invert__(self):
         f = self.fn
-        return Mask(lambda b, h, q, kv: torch.logical_not(f(b, h, q, kv)), f'~{self.name}', self.length, self.kernel_options)
+        return Mask(lambda b, h, q, kv: torch.logical_not(f(b, h, q, kv)), f'~{self.name}', self.length,
+                    self.kernel_options)
     def __repr__(self): return f'Mask({self.name})'
 
-    def check_length(self, T:int, S:Optional[int]=None, q_offset:int=0):
-        "Raise a clear error when the mask was built for another sequence length."
-        S = S or T
-        if self.length is not None and (S != self.length or q_offset + T > self.length):
-            raise ValueError(f"{self.name} was built for sequences of length {self.length}, but got q length {T} "
-                             f"(offset {q_offset}) and kv length {S}: rebuild it from per-token tensors of the right length")
+# %% ../nbs/02_masks.ipynb #b1eb9014
+@patch
+def check_length(self:Mask, T:int, S:Optional[int]=None, q_offset:int=0):
+    "Raise a clear error when the mask was built for another sequence length."
+    S = S or T
+    if self.length is not None and (S != self.length or q_offset + T > self.length):
+        raise ValueError(f"{self.name} was built for sequences of length {self.length}, but got q length {T} "
+                         f"(offset {q_offset}) and kv length {S}: "
+                         f"rebuild it from per-token tensors of the right length")
 
-    def shifted(self, q_offset:int) -> 'Mask':
-        "The same mask with query index `i` standing for position `q_offset + i` (new tokens after a KV cache)."
-        if not q_offset: return self
-        f = self.fn
-        # not `q >= kv` any more: the flag is dropped
-        return Mask(lambda b, h, q, kv: f(b, h, q + q_offset, kv), self.name, self.length, self.kernel_options)
+@patch
+def shifted(self:Mask, q_offset:int) -> 'Mask':
+    "The same mask with query index `i` standing for position `q_offset + i` (new tokens after a KV cache)."
+    if not q_offset: return self
+    f = self.fn
+    # not `q >= kv` any more: the flag is dropped
+    return Mask(lambda b, h, q, kv: f(b, h, q + q_offset, kv), self.name, self.length, self.kernel_options)
 
-    def dense(self, T:int, S:Optional[int]=None, B:int=1, H:int=1, device=None, q_offset:int=0) -> torch.Tensor:
-        "The boolean mask `(B, H, T, S)` (True = may attend), evaluated on broadcast index tensors."
-        S = S or T
-        self.check_length(T, S, q_offset)
-        ar = lambda n, shape, o=0: (torch.arange(n, device=device) + o).view(shape)
-        out = self.fn(ar(B, (B, 1, 1, 1)), ar(H, (1, H, 1, 1)), ar(T, (1, 1, T, 1), q_offset), ar(S, (1, 1, 1, S)))
-        return torch.as_tensor(out, device=device).expand(B, H, T, S)
+# %% ../nbs/02_masks.ipynb #f44c9f97
+@patch
+def dense(self:Mask, T:int, S:Optional[int]=None, B:int=1, H:int=1, device=None, q_offset:int=0) -> torch.Tensor:
+    "The boolean mask `(B, H, T, S)` (True = may attend), evaluated on broadcast index tensors."
+    S = S or T
+    self.check_length(T, S, q_offset)
+    ar = lambda n, shape, o=0: (torch.arange(n, device=device) + o).view(shape)
+    out = self.fn(ar(B, (B, 1, 1, 1)), ar(H, (1, H, 1, 1)), ar(T, (1, 1, T, 1), q_offset), ar(S, (1, 1, 1, S)))
+    return torch.as_tensor(out, device=device).expand(B, H, T, S)
 
-    def bind(self, T:int, S:Optional[int]=None, B:int=1, H:int=1, device='cpu', q_offset:int=0) -> 'BoundMask':
-        "This mask at fixed sizes: `T` queries from position `q_offset` over `S` keys, `B` rows, `H` heads."
-        return BoundMask(self, T, S or T, B, H, device, q_offset)
+@patch
+def bind(self:Mask, T:int, S:Optional[int]=None, B:int=1, H:int=1, device='cpu', q_offset:int=0) -> 'BoundMask':
+    "This mask at fixed sizes: `T` queries from position `q_offset` over `S` keys, `B` rows, `H` heads."
+    return BoundMask(self, T, S or T, B, H, device, q_offset)
 
+# %% ../nbs/02_masks.ipynb #f7f7a1cd
 class BoundMask:
     "A `Mask` at sizes `(B, H, T, S)` and a query offset: its dense form (built once) and whether it is causal."
     def __init__(self, mask:Mask, T:int, S:int, B:int=1, H:int=1, device='cpu', q_offset:int=0):
@@ -96,13 +108,16 @@ def density(dense_mask:torch.Tensor) -> float:
 # %% ../nbs/02_masks.ipynb #3c0d878e
 def causal_mask() -> Mask:
     "Query `q` sees keys `kv <= q`."
-    return Mask(lambda b, h, q, kv: q >= kv, 'causal', causal=True)   # the flag, not the name, lets SDPA use is_causal
+    # the flag, not the name, lets SDPA use is_causal
+    return Mask(lambda b, h, q, kv: q >= kv, 'causal', causal=True)
 
 def strictly_causal_mask() -> Mask:
     "Query `q` sees keys `kv < q` (BDH's attention); the first query sees nothing."
     return Mask(lambda b, h, q, kv: q > kv, 'strictly_causal')
 
-def sliding_window_mask(window:int, causal:bool=False) -> Mask: # keys within ±window (or the last window+1, causal)
+def sliding_window_mask(window:int, # keys within ±window (or the last window+1, when causal)
+                        causal:bool=False, # only keys `kv <= q`
+                       ) -> Mask:
     "Query `q` sees keys with `|q - kv| <= window` (and `kv <= q` when `causal`)."
     if causal: return Mask(lambda b, h, q, kv: (q >= kv) & (q - kv <= window), f'causal_window({window})')
     return Mask(lambda b, h, q, kv: (q - kv <= window) & (kv - q <= window), f'window(±{window})')
@@ -111,10 +126,12 @@ def _per_batch(x, name:str):
     "A (B,) or scalar tensor `x` as a function of `b` (scalars ignore `b`)."
     x = torch.as_tensor(x)
     if x.dim() == 0: return lambda b: x
-    if x.dim() != 1: raise ValueError(f"{name} should be an int or a (B,) tensor, got shape {tuple(x.shape)}")
+    if x.dim() != 1:
+        raise ValueError(f"{name} should be an int or a (B,) tensor, got shape {tuple(x.shape)}")
     return lambda b: x[b]
 
-def prefix_lm_mask(prefix_len) -> Mask: # int, or (B,) lengths
+def prefix_lm_mask(prefix_len, # int, or (B,) lengths
+                  ) -> Mask:
     "Bidirectional over the first `prefix_len` tokens, causal after them."
     p = _per_batch(prefix_len, 'prefix_len')
     return Mask(lambda b, h, q, kv: (kv < p(b)) | (q >= kv), 'prefix_lm')
@@ -128,32 +145,38 @@ def _per_token(x, name:str, dims:int=1):
     "Validate a per-token tensor `(..., T)` and return (tensor, whether it has a batch dimension)."
     x = torch.as_tensor(x)
     if x.dim() not in (dims, dims + 1):
-        raise ValueError(f"{name} should have shape {'(T,)' if dims == 1 else '(K, T)'} or with a leading batch dimension, "
-                         f"got {tuple(x.shape)}")
+        raise ValueError(f"{name} should have shape {'(T,)' if dims == 1 else '(K, T)'} "
+                         f"or with a leading batch dimension, got {tuple(x.shape)}")
     return x, x.dim() == dims + 1
 
-def document_mask(ids) -> Mask: # (T,) or (B, T) ids: same id = same document
+def document_mask(ids, # (T,) or (B, T) ids: same id = same document
+                 ) -> Mask:
     "Block-diagonal: tokens attend only within their own document / segment (same id)."
     ids, batched = _per_token(ids, 'document ids')
     if batched: return Mask(lambda b, h, q, kv: ids[b, q] == ids[b, kv], 'document', ids.shape[-1])
     return Mask(lambda b, h, q, kv: ids[q] == ids[kv], 'document', ids.shape[-1])
 
 # %% ../nbs/02_masks.ipynb #0e4058b5
-HIERARCHICAL_FLEX_KERNEL = {'BLOCK_M': 64, 'BLOCK_N': 64, 'num_stages': 1, 'BLOCK_M1': 32, 'BLOCK_N1': 64, 'BLOCK_M2': 64, 'BLOCK_N2': 32}
+HIERARCHICAL_FLEX_KERNEL = {'BLOCK_M': 64, 'BLOCK_N': 64, 'num_stages': 1,
+                            'BLOCK_M1': 32, 'BLOCK_N1': 64, 'BLOCK_M2': 64, 'BLOCK_N2': 32}
 
 def hierarchical_mask(level_ids, anchor_level=None, neighbours:int=0) -> Mask:
     "HDT-style mask over K nested levels: own unit, parent/child anchors, sibling anchors, ±k neighbouring units."
     lev, batched = _per_token(level_ids, 'level_ids', dims=2)
     lev = lev.long()
     K, T = lev.shape[-2:]
-    if anchor_level is None: anchor_level = torch.full(lev.shape[:-2] + (T,), -1, dtype=torch.long, device=lev.device)
+    if anchor_level is None:
+        anchor_level = torch.full(lev.shape[:-2] + (T,), -1, dtype=torch.long, device=lev.device)
     al, _ = _per_token(anchor_level, 'anchor_level')
-    if al.shape[-1] != T: raise ValueError(f"anchor_level has length {al.shape[-1]} but level_ids has length {T}")
+    if al.shape[-1] != T:
+        raise ValueError(f"anchor_level has length {al.shape[-1]} but level_ids has length {T}")
     al = al.long()
-    if ((al < -1) | (al >= K)).any(): raise ValueError(f"anchor_level values must be -1 or a level in 0..{K-1}")
+    if ((al < -1) | (al >= K)).any():
+        raise ValueError(f"anchor_level values must be -1 or a level in 0..{K-1}")
     height = torch.where(al >= 0, K - 1 - al, -1).int()                       # -1 token, 0 finest anchor, K-1 [DOC]
     zeros = torch.zeros_like(lev[..., :1, :])
-    U = torch.cat([lev.flip(-2), zeros, zeros], dim=-2).int()                  # (…, K+2, T): U[l] unit id at height l (int32: smaller GPU tiles)
+    # (…, K+2, T): U[l] unit id at height l (int32: smaller GPU tiles)
+    U = torch.cat([lev.flip(-2), zeros, zeros], dim=-2).int()
     if batched:
         hq = lambda b, t: height[b, t]
         u = lambda b, l, t: U[b, l, t]
@@ -169,16 +192,22 @@ def hierarchical_mask(level_ids, anchor_level=None, neighbours:int=0) -> Mask:
         own = lq.clamp(min=0)
         near = same & ((u(b, own, q) - u(b, own, kv)).abs() <= neighbours)
         return parent_child | sibling | near
-    # six table lookups per (q, kv) pair: FlexAttention's default 128×64 tiles need more shared memory than an H100/H200 has
+    # six table lookups per (q, kv) pair: FlexAttention's default 128×64 tiles need more shared memory
+    # than an H100/H200 has
     return Mask(fn, f'hierarchical(K={K}, ±{neighbours})', T, kernel_options=HIERARCHICAL_FLEX_KERNEL)
 
-def insert_anchors(level_ids, anchored_levels:Sequence[int]=None) -> tuple: # (K, T) coarse→fine; levels that get an anchor
-    "Insert an HDT anchor token before each unit start (coarse first): returns `(level_ids', anchor_level', source_index)`."
+# %% ../nbs/02_masks.ipynb #cb7dcdd3
+def insert_anchors(level_ids, # (K, T) coarse→fine
+                   anchored_levels:Sequence[int]=None, # levels that get an anchor
+                  ) -> tuple:
+    ("Insert an HDT anchor token before each unit start (coarse first): "
+     "returns `(level_ids', anchor_level', source_index)`.")
     lev = torch.as_tensor(level_ids).long()
     K, T = lev.shape
     anchored = torch.zeros(K, dtype=torch.bool)
     anchored[list(range(K)) if anchored_levels is None else list(anchored_levels)] = True
-    starts = torch.ones(K, T, dtype=torch.bool)                          # a level-a unit starts where any id at <= a changes
+    # a level-a unit starts where any id at <= a changes
+    starts = torch.ones(K, T, dtype=torch.bool)
     starts[:, 1:] = (lev[:, 1:] != lev[:, :-1]).cumsum(0) > 0
     starts &= anchored[:, None]
     group = starts.sum(0) + 1                                            # each token: its anchors, then itself
@@ -191,13 +220,17 @@ def insert_anchors(level_ids, anchored_levels:Sequence[int]=None) -> tuple: # (K
     return lev[:, src], anchor_level, torch.where(anchor_level < 0, src, -1)
 
 # %% ../nbs/02_masks.ipynb #bb3887ae
-def block_diffusion_mask(seq_len:int, block_size:int) -> Mask: # L: tokens per half; L': block size
+def block_diffusion_mask(seq_len:int, # L: tokens per half
+                         block_size:int, # L': block size
+                        ) -> Mask:
     "BD3-LM mask over `[x_t | x_0]` (length 2L): block-diagonal ∨ offset block-causal ∨ block-causal."
-    if seq_len % block_size: raise ValueError(f"seq_len={seq_len} is not a multiple of block_size={block_size}")
+    if seq_len % block_size:
+        raise ValueError(f"seq_len={seq_len} is not a multiple of block_size={block_size}")
     L = seq_len
     def fn(b, h, q, kv):
         clean_q, clean_kv = q >= L, kv >= L
-        blk_q, blk_kv = torch.where(clean_q, q - L, q) // block_size, torch.where(clean_kv, kv - L, kv) // block_size
+        blk_q = torch.where(clean_q, q - L, q) // block_size
+        blk_kv = torch.where(clean_kv, kv - L, kv) // block_size
         block_diagonal = (blk_q == blk_kv) & (clean_q == clean_kv)
         offset_block_causal = (blk_q > blk_kv) & clean_kv & ~clean_q
         block_causal = (blk_q >= blk_kv) & clean_kv & clean_q
@@ -207,13 +240,15 @@ def block_diffusion_mask(seq_len:int, block_size:int) -> Mask: # L: tokens per h
 # %% ../nbs/02_masks.ipynb #9f79ef98
 def plan_execute_segments(q_len:int, plan_len:int, exec_len:int) -> dict:
     "Start and end of each segment of `[Question | Plan_xt | Plan_x0 | Exec_xt | Exec_x0]`."
-    names, lens = ('question', 'plan_xt', 'plan_x0', 'exec_xt', 'exec_x0'), (q_len, plan_len, plan_len, exec_len, exec_len)
+    names = ('question', 'plan_xt', 'plan_x0', 'exec_xt', 'exec_x0')
+    lens = (q_len, plan_len, plan_len, exec_len, exec_len)
     out, s = {}, 0
     for n, l in zip(names, lens): out[n] = (s, s + l); s += l
     return out
 
 def plan_execute_mask(q_len:int, plan_len:int, exec_len:int, block_size:int) -> Mask:
-    "`[Question | Plan_xt | Plan_x0 | Exec_xt | Exec_x0]`: question seen by all; block diffusion inside plan and execution; execution sees the clean plan; the plan never sees the execution."
+    ("`[Question | Plan_xt | Plan_x0 | Exec_xt | Exec_x0]`: question seen by all; block diffusion inside plan "
+     "and execution; execution sees the clean plan; the plan never sees the execution.")
     seg = plan_execute_segments(q_len, plan_len, exec_len)
     P0, E0 = seg['plan_xt'][0], seg['exec_xt'][0]
     plan_bd, exec_bd = block_diffusion_mask(plan_len, block_size).fn, block_diffusion_mask(exec_len, block_size).fn
@@ -228,15 +263,20 @@ def plan_execute_mask(q_len:int, plan_len:int, exec_len:int, block_size:int) -> 
     return Mask(fn, f'plan_execute(Q={q_len}, P={plan_len}, E={exec_len}, block={block_size})', T)
 
 # %% ../nbs/02_masks.ipynb #29cf1948
-def block_causal_mask(block_size:int, prefix:int=0) -> Mask: # L': block size; tokens before `prefix` form one bidirectional prefix
-    "Inference mask of block diffusion: each block of `block_size` sees itself and earlier blocks; the first `prefix` tokens see each other."
+def block_causal_mask(block_size:int, # L': block size
+                      prefix:int=0, # tokens before `prefix` form one bidirectional prefix
+                     ) -> Mask:
+    ("Inference mask of block diffusion: each block of `block_size` sees itself and earlier blocks; "
+     "the first `prefix` tokens see each other.")
     def fn(b, h, q, kv):
         in_prefix = kv < prefix
-        return torch.where(q < prefix, in_prefix, in_prefix | ((kv - prefix) // block_size <= (q - prefix) // block_size))
+        return torch.where(q < prefix, in_prefix,
+                           in_prefix | ((kv - prefix) // block_size <= (q - prefix) // block_size))
     return Mask(fn, f'block_causal(block={block_size}, prefix={prefix})')
 
 # %% ../nbs/02_masks.ipynb #810da9fb
-def plot_mask(mask, T:Optional[int]=None, segments:Optional[dict]=None, boundaries=None, ax=None, title:Optional[str]=None):
+def plot_mask(mask, T:Optional[int]=None, segments:Optional[dict]=None, boundaries=None, ax=None,
+              title:Optional[str]=None):
     "Draw a mask (allowed = dark); shade `segments` {name: (start, end)} and draw lines at `boundaries` positions."
     import matplotlib.pyplot as plt
     if isinstance(mask, Mask): M, title = mask.dense(T or mask.length)[0, 0], title or mask.name
@@ -250,7 +290,8 @@ def plot_mask(mask, T:Optional[int]=None, segments:Optional[dict]=None, boundari
         ax.axvspan(s - 0.5, e - 0.5, ymin=1.0, ymax=1.03, color=colors[i % len(colors)], clip_on=False)
         ax.text((s + e) / 2 - 0.5, -0.02 * M.shape[0] - 1, name, ha='center', va='bottom', fontsize=6)
     for p in (boundaries if boundaries is not None else []):
-        ax.axhline(p - 0.5, color='tab:red', lw=0.5, alpha=0.6); ax.axvline(p - 0.5, color='tab:red', lw=0.5, alpha=0.6)
+        ax.axhline(p - 0.5, color='tab:red', lw=0.5, alpha=0.6)
+        ax.axvline(p - 0.5, color='tab:red', lw=0.5, alpha=0.6)
     ax.set_title(f'{title or ""}\ndensity {density(M):.2f}', fontsize=8, pad=14 if segments else 6)
     ax.set_xlabel('key', fontsize=7); ax.set_ylabel('query', fontsize=7); ax.tick_params(labelsize=6)
     return ax
