@@ -16,7 +16,7 @@ from .core import (ConfigError, list_presets, load_config, config_to_dict, seed_
                          architecture)
 from .tokenizers import CorpusError
 from .batching import training_data
-from .evaluate import TASKS
+from .evaluate import TASKS, HARNESS_TASKS
 from pathlib import Path
 
 # %% ../nbs/90_cli.ipynb #e23e3525
@@ -166,11 +166,27 @@ def _eval_data(p:Path, args):
             return d
     return None
 
+def _eval_harness(p:Path, args):
+    "lm-evaluation-harness on hierlm's local tasks: a table of each metric with lm-eval's standard error."
+    from hierlm.evaluate import run_harness, EvalError
+    from hierlm.core import atomic_write_text
+    try: res = run_harness(p, [f'hierlm_{t}' for t in args.harness], args.limit)
+    except EvalError as e: raise UsageError(str(e)) from None
+    print('| task | metric | value | stderr |\n|---|---|---|---|')
+    for task, m in res.items():
+        for k, v in m.items():
+            if not k.endswith('_stderr'):
+                print(f"| {task} | {k} | {v:.4f} | {m.get(k + '_stderr', float('nan')):.4f} |")
+    out = {'model': str(p), 'limit': args.limit, 'results': res}
+    atomic_write_text(p/'eval'/'harness.json', json.dumps(out, indent=1))
+    print(f"results: {p/'eval'/'harness.json'}")
+
 def cmd_eval(args):
     "Evaluate a run directory or a saved model folder on tasks: a table, and eval/<task>-<split>.json beside the model."
     from hierlm.evaluate import evaluate_task, results_table, results_json, EvalError
     from hierlm.core import atomic_write_text
     p = model_folder(args.model)
+    if args.harness: return _eval_harness(p, args)
     model, tok, _ = load_model(p)
     dcfg, results = _eval_data(p, args), {}
     for task in args.task or ['perplexity']:
@@ -263,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "folder without its run's config.yaml")
     e.add_argument('--block-size', type=number(int, 2), default=None, help='perplexity: tokens per block')
     e.add_argument('--seed', type=int, default=0, help='seeds the masks of masked LMs and the noise of diffusion LMs')
+    e.add_argument('--harness', action='append', choices=[t.removeprefix('hierlm_') for t in HARNESS_TASKS],
+                   help="run this lm-evaluation-harness task instead (repeatable; hierlm's local task files, offline)")
     e.set_defaults(func=cmd_eval)
     p.subcommands = sub.choices
     return p
