@@ -71,11 +71,6 @@ def dense(self:Mask, T:int, S:Optional[int]=None, B:int=1, H:int=1, device=None,
     out = self.fn(ar(B, (B, 1, 1, 1)), ar(H, (1, H, 1, 1)), ar(T, (1, 1, T, 1), q_offset), ar(S, (1, 1, 1, S)))
     return torch.as_tensor(out, device=device).expand(B, H, T, S)
 
-@patch
-def bind(self:Mask, T:int, S:Optional[int]=None, B:int=1, H:int=1, device='cpu', q_offset:int=0) -> 'BoundMask':
-    "This mask at fixed sizes: `T` queries from position `q_offset` over `S` keys, `B` rows, `H` heads."
-    return BoundMask(self, T, S or T, B, H, device, q_offset)
-
 # %% ../nbs/02_masks.ipynb #f7f7a1cd
 class BoundMask:
     "A `Mask` at sizes `(B, H, T, S)` and a query offset: its dense form (built once) and whether it is causal."
@@ -100,6 +95,11 @@ class BoundMask:
     def __repr__(self):
         off = f', q_offset={self.q_offset}' if self.q_offset else ''
         return f'BoundMask({self.mask.name}, B={self.B}, H={self.H}, T={self.T}, S={self.S}{off})'
+
+@patch
+def bind(self:Mask, T:int, S:Optional[int]=None, B:int=1, H:int=1, device='cpu', q_offset:int=0) -> BoundMask:
+    "This mask at fixed sizes: `T` queries from position `q_offset` over `S` keys, `B` rows, `H` heads."
+    return BoundMask(self, T, S or T, B, H, device, q_offset)
 
 def density(dense_mask:torch.Tensor) -> float:
     "Fraction of (query, key) pairs allowed."
