@@ -55,7 +55,7 @@ def throughput(d=384, L=6, H=6, T=256, B=16, V=65, steps=16, compile=False):
     from hierlm.decoder import build_decoder, DecoderConfig
     torch.manual_seed(0)
     ours = build_decoder(DecoderConfig(d_model=d, n_layers=L, n_heads=H, block_size=T, attn_backend='sdpa'), V)
-    ff = ours.blocks[0].mlp.w1.out_features
+    ff = ours.model.blocks[0].mlp.w1.out_features
     llama = LlamaForCausalLM(LlamaConfig(vocab_size=V, hidden_size=d, intermediate_size=ff, num_hidden_layers=L,
         num_attention_heads=H, num_key_value_heads=H, max_position_embeddings=T, rms_norm_eps=1e-5, tie_word_embeddings=True,
         attn_implementation='sdpa'))
