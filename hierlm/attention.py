@@ -7,7 +7,7 @@ Docs: https://hierlm.github.io/hierlm/attention.html.md"""
 # %% auto #0
 __all__ = ['BLOCK_MASK_COMPILE_FROM', 'BACKENDS', 'masked_softmax', 'bind_mask', 'MaskArtefacts', 'artefacts', 'block_mask',
            'distance_bias', 'BlockSparsePlan', 'plan_block_sparse', 'block_sparse_plan', 'pick_backend', 'attention',
-           'RotaryEmbedding', 'KVCache', 'lambda_init', 'Attention']
+           'RotaryEmbedding', 'KVCache', 'lambda_init', 'Attention', 'SinkCache']
 
 # %% ../nbs/03_attention.ipynb #450a3950
 import math, warnings, weakref
@@ -445,3 +445,28 @@ def forward(self:Attention, x:torch.Tensor, mask:Union[Mask, BoundMask, None]=No
     if return_weights: out, w = out
     y = self.o_proj(out.transpose(1, 2).reshape(B, T, -1))
     return (y, w) if return_weights else y
+
+# %% ../nbs/03_attention.ipynb #4c410c06
+class SinkCache(KVCache):
+    "StreamingLLM's rolling cache: the first `sinks` tokens and the most recent ones, `sinks + window` in all."
+    def __init__(self,
+                 sinks:int, # attention-sink tokens kept from the start (0: a plain sliding window)
+                 window:int, # recent tokens kept, the current one included
+                 rope:Optional[RotaryEmbedding]=None, # the model's RoPE: kept keys move to their new positions
+                ):
+        super().__init__()
+        if window < 1: raise ValueError(f"window should be at least 1 (the current token), got {window}")
+        self.sinks, self.window, self.rope = sinks, window, rope
+
+    def update(self, layer:int, k:torch.Tensor, v:torch.Tensor):
+        "Append `k, v`; return them all, then evict so that the next token sees `sinks + window` keys."
+        k, v = super().update(layer, k, v)
+        n = k.shape[2] - (self.sinks + self.window - 1)                    # room for one more token
+        if n > 0:
+            s = self.sinks
+            kw = k[:, :, s + n:]
+            if self.rope is not None:                                       # positions close up: rotate back by n
+                kw = self.rope(kw, positions=torch.full((k.shape[0], kw.shape[2]), -n, device=k.device))
+            self.k[layer] = torch.cat([k[:, :, :s], kw], 2)
+            self.v[layer] = torch.cat([v[:, :, :s], v[:, :, s + n:]], 2)
+        return k, v

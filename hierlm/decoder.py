@@ -16,7 +16,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from .core import ModelConfig
 from .masks import Mask, causal_mask, sliding_window_mask, sink_mask
-from .attention import Attention, KVCache, bind_mask
+from .attention import Attention, KVCache, SinkCache, bind_mask
 from .modeling import (HierLMConfig, HierLMModel, HierLMCausalLM, CausalLMOutputWithMetrics, lm_loss, kv_cache,
                              CACHE_FIELD,
                              register_family)
@@ -117,9 +117,13 @@ class DecoderBlock(nn.Module):
                    c.capacity_factor, c.rope, c.rope_base, c.sink_logits, c.differential, c.attn_backend, c.dropout,
                    c.norm_eps)
 
-    def forward(self, x, mask, cache=None, positions=None, coords=None):
-        x = x + self.drop(self.attn(self.norm1(x), mask, cache, positions, coords=coords))
-        return x + self.drop(self.mlp(self.norm2(x)))
+    def forward(self, x, mask, cache=None, positions=None, coords=None, return_weights:bool=False):
+        "`x (B, T, d)` → `(B, T, d)`, and the attention weights `(B, H, T, S)` when `return_weights`."
+        a = self.attn(self.norm1(x), mask, cache, positions, coords=coords, return_weights=return_weights)
+        a, w = a if return_weights else (a, None)
+        x = x + self.drop(a)
+        x = x + self.drop(self.mlp(self.norm2(x)))
+        return (x, w) if return_weights else x
 
     def residual_projections(self) -> list:
         "The linear layers that write into the residual stream (scaled at initialisation)."
@@ -162,7 +166,8 @@ class DecoderModel(HierLMModel):
         return m
 
     def forward(self, input_ids=None, attention_mask=None, cache:Optional[KVCache]=None, past_key_values=None,
-                inputs_embeds=None, use_cache=None, return_dict=True, **kwargs) -> BaseModelOutputWithPast:
+                inputs_embeds=None, use_cache=None, return_dict=True, output_attentions=None,
+                **kwargs) -> BaseModelOutputWithPast:
         "Hidden states `(B, T, d)` after the final norm; `cache` (ours or transformers') continues a sequence."
         cache, hf_cache = kv_cache(cache, past_key_values)
         x = self.embed(input_ids) if inputs_embeds is None else inputs_embeds
@@ -180,11 +185,13 @@ class DecoderModel(HierLMModel):
         mask = self.attention_mask_for(T, past + T, attention_mask)
         # bound once, for all layers (after a cache: at its offset)
         mask = bind_mask(mask, x, self.config.n_heads, cache)
-        x = self.drop(x)
+        x, maps = self.drop(x), []
         for blk in self.blocks:
-            if cache is not None: x = blk(x, mask, cache, positions)
+            if output_attentions: x, w = blk(x, mask, cache, positions, return_weights=True); maps.append(w)
+            elif cache is not None: x = blk(x, mask, cache, positions)
             else: x = self.checkpointed(blk, x, mask, None, positions)   # recomputed in backward when enabled
-        return BaseModelOutputWithPast(last_hidden_state=self.norm(x), **{CACHE_FIELD: hf_cache})
+        return BaseModelOutputWithPast(last_hidden_state=self.norm(x), attentions=tuple(maps) if maps else None,
+                                       **{CACHE_FIELD: hf_cache})
 
 # %% ../nbs/04_decoder.ipynb #23fdd6a4
 class DecoderForCausalLM(HierLMCausalLM):
@@ -201,9 +208,11 @@ class DecoderForCausalLM(HierLMCausalLM):
         self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, targets=None, cache:Optional[KVCache]=None,
-                past_key_values=None, use_cache=None, return_dict=True, inputs_embeds=None, **kwargs):
+                past_key_values=None, use_cache=None, return_dict=True, inputs_embeds=None, output_attentions=None,
+                **kwargs):
         "Logits `(B, T, V)`; loss from transformers-style `labels` (shifted here) or hierlm `targets` (aligned)."
-        out = self.model(input_ids, attention_mask, cache, past_key_values, inputs_embeds)
+        out = self.model(input_ids, attention_mask, cache, past_key_values, inputs_embeds,
+                         output_attentions=output_attentions)
         logits = self.lm_head(out.last_hidden_state)
         loss, metrics = lm_loss(logits, labels, targets), {}
         moe = [b.mlp for b in self.model.blocks if isinstance(b.mlp, MoE)]
@@ -212,7 +221,13 @@ class DecoderForCausalLM(HierLMCausalLM):
             if loss is not None and self.training:                           # evaluation: the LM loss alone
                 loss = loss + self.config.aux_loss_weight * self.moe_aux_loss()
         return CausalLMOutputWithMetrics(loss=loss, logits=logits, **{CACHE_FIELD: getattr(out, CACHE_FIELD)},
-                                         metrics=metrics)
+                                         attentions=out.attentions, metrics=metrics)
+
+    def streaming_cache(self, sinks:int=4, window:Optional[int]=None) -> SinkCache:
+        "A rolling KV cache (StreamingLLM): the first `sinks` tokens and the last `window` (default: the rest)."
+        if not self.config.rope:
+            raise ValueError("a rolling cache moves keys to new positions: it needs RoPE (model.rope)")
+        return SinkCache(sinks, window or self.config.block_size - sinks, self.model.blocks[0].attn.rope)
 
     def moe_aux_loss(self) -> torch.Tensor:
         "Mean load-balancing loss of the MoE layers in the last forward."

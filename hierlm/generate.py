@@ -29,6 +29,8 @@ class SamplingConfig:
     length_penalty: float = 1.0       # beam search: score = logprob / length**length_penalty
     use_cache: bool = True
     seed: Optional[int] = None
+    window: int = 0                   # >0: a rolling KV cache, `sinks` + the last `window` tokens (StreamingLLM)
+    sinks: int = 4                    # with `window`: the text's first tokens kept as attention sinks
 
 def filter_logits(logits:torch.Tensor, sc:SamplingConfig, seen:Optional[torch.Tensor]=None) -> torch.Tensor:
     "Logits `(B, V)` after repetition penalty (`seen (B, S)` ids), temperature, top-k and top-p."
@@ -101,6 +103,21 @@ def _encode(tok, prompts:list, device) -> tuple:
     mask = torch.tensor([[0] * (L - len(i)) + [1] * len(i) for i in ids], device=device)
     return input_ids, mask
 
+
+# %% ../nbs/12_generate.ipynb #167f4f15
+def _cache_for(model, sc:SamplingConfig, mask:torch.Tensor):
+    "The model's recurrent state (BDH), a rolling cache when `sc.window`, else a KV cache; None without `use_cache`."
+    if not sc.use_cache: return None
+    state = model.new_state() if hasattr(model, 'new_state') else None
+    if state is not None or not sc.window: return state or KVCache()
+    if not hasattr(model, 'streaming_cache'):
+        raise ValueError(f"sc.window: {type(model).__name__} has no rolling KV cache (the decoder has one)")
+    if bool((mask == 0).any()):
+        raise ValueError("sc.window: a rolling KV cache needs prompts of one length (no padding)")
+    return model.streaming_cache(sc.sinks, sc.window)
+
+
+# %% ../nbs/12_generate.ipynb #a6fba1ad
 @torch.no_grad()
 def stream(model, tok, prompts:Union[str, list], sc:Optional[SamplingConfig]=None, **kwargs) -> Iterator[torch.Tensor]:
     "Yield the next token `(B,)` of each row until all rows stop or `max_new_tokens` (a finished row repeats its last)."
@@ -110,7 +127,7 @@ def stream(model, tok, prompts:Union[str, list], sc:Optional[SamplingConfig]=Non
     dev = next(model.parameters()).device
     ids, mask = _encode(tok, prompts, dev)
     gen = torch.Generator(device=dev).manual_seed(sc.seed) if sc.seed is not None else None
-    cache = (model.new_state() or KVCache()) if sc.use_cache else None   # a recurrent state (BDH), else a KV cache
+    cache = _cache_for(model, sc, mask)
     done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
     texts = [''] * len(prompts)
     new = ids
@@ -147,6 +164,7 @@ def generate(model, tok, prompts:Union[str, list], sc:Optional[SamplingConfig]=N
         ids = torch.stack(steps, 1).tolist() if steps else [[] for _ in plist]
         outs = [_cut(tok.decode(r), sc.stop, tok.eos_token) for r in ids]
     return outs[0] if single else outs
+
 
 # %% ../nbs/12_generate.ipynb #e529086a
 @torch.no_grad()

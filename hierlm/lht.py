@@ -201,12 +201,16 @@ def forward(self:LHT, input_ids=None, attention_mask=None,
             labels=None, # (B, T) masked-LM labels: the original token at predicted positions, -100 elsewhere
             level_ids=None, # (B, 3, T) gold doc / section / sentence ids (structure='gold', boundary scores)
             cut_cost=None, # (B, T) attending across position t costs this much (a probe: `cut_gradient`)
+            output_attentions=None, # also return each layer's weights `(B, H, S, S)` (upper layers: with anchors)
             return_dict=True, **kwargs) -> LHTOutput:
     "MLM logits `(B, T, V)` of already-masked `input_ids`; with `labels`, the loss (plus the ratio losses in training)."
     c, (B, T) = self.config, input_ids.shape
-    h = self.embed(input_ids)
+    h, maps = self.embed(input_ids), []
+    def run(blk, x, *args):                                                 # one block; its weights when asked
+        if not output_attentions: return self.checkpointed(blk, x, *args)
+        x, w = blk(x, *args, return_weights=True); maps.append(w); return x
     local = None if c.structure == 'dense' else bind_mask(sliding_window_mask(c.window, causal=False), h, c.n_heads)
-    for blk in self.blocks[:c.router_layer]: h = self.checkpointed(blk, h, local)
+    for blk in self.blocks[:c.router_layer]: h = run(blk, h, local)
     bounds = self.boundaries(h, level_ids)
     # mark unit starts: the STE gives a gradient
     if bounds is not None:
@@ -217,13 +221,13 @@ def forward(self:LHT, input_ids=None, attention_mask=None,
         cost = sc if cost is None else cost + sc
     coords = None if cost is None else cost.cumsum(-1)                      # the distance bias's coordinates, per token
     if bounds is None:
-        for blk in self.blocks[c.router_layer:]: h = self.checkpointed(blk, h, None, None, None, coords)
+        for blk in self.blocks[c.router_layer:]: h = run(blk, h, None, None, None, coords)
     else:
         x, m, pos, token_index = self.anchored(h, bounds)
-        self.last_mask = m                                                   # the tree of the last forward (pictures)
+        self.last_mask, self.last_token_index = m, token_index              # the tree of the last forward (pictures)
         cm = bind_mask(m, x, c.n_heads)                                      # once, for all the upper layers
         if coords is not None: coords = torch.gather(coords, 1, pos)         # anchors take their token's coordinate
-        for blk in self.blocks[c.router_layer:]: x = self.checkpointed(blk, x, cm, None, pos, coords)
+        for blk in self.blocks[c.router_layer:]: x = run(blk, x, cm, None, pos, coords)
         h = torch.gather(x, 1, token_index[..., None].expand(-1, -1, x.shape[-1]))
     logits = self.lm_head(self.norm(h))
     loss, metrics = None, {}
@@ -237,7 +241,8 @@ def forward(self:LHT, input_ids=None, attention_mask=None,
                 # training only: evaluation reports the MLM loss
                 if self.training: loss = loss + c.ratio_weights[l] * rl
     self.last_boundaries = bounds
-    return LHTOutput(loss=loss, logits=logits, metrics=metrics, boundaries=bounds)
+    return LHTOutput(loss=loss, logits=logits, metrics=metrics, boundaries=bounds,
+                     attentions=tuple(maps) if output_attentions else None)
 
 # %% ../nbs/07_lht.ipynb #71bee7ca
 @patch
