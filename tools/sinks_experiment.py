@@ -95,8 +95,8 @@ validation texts of {L} tokens ({args.factor}× its context) one token at a time
 
 {chr(10).join(lines)}
 
-What it means: the full cache runs RoPE past the positions the model was trained on; the window-only cache drops the
-text's first tokens, where a plain softmax parks the attention it does not need (the "attention sink"); sinks +
+Caches: the full cache runs RoPE past the positions the model was trained on; the window-only cache drops the
+text's first tokens, where a plain softmax may park the attention it does not need (the "attention sink"); sinks +
 window keeps {args.sinks} of them and closes up the positions of the rest. The figure is `figures/sinks_ppl.png`.
 """
     Path(args.md).write_text(md); print(md)
