@@ -190,7 +190,8 @@ def cmd_eval(args):
     model, tok, _ = load_model(p)
     dcfg, results = _eval_data(p, args), {}
     for task in args.task or ['perplexity']:
-        try: results[task] = evaluate_task(model, tok, task, dcfg, args.split, args.limit, args.seed, progress=True)
+        try: results[task] = evaluate_task(model, tok, task, dcfg, args.split, args.limit, args.seed, progress=True,
+                                           samples=args.samples)
         except EvalError as e: raise UsageError(f'{task}: {e}') from None
         metrics = {k: v for k, v in results[task].items() if k != 'rows'}
         out = {'model': str(p), 'task': task, 'split': args.split, 'limit': args.limit,
@@ -278,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--corpus', default=None, help="perplexity: a corpus (default: the run's); needed for a model "
                                                   "folder without its run's config.yaml")
     e.add_argument('--block-size', type=number(int, 2), default=None, help='perplexity: tokens per block')
+    e.add_argument('--samples', type=number(int, 0), default=0,
+                   help='arith, gsm8k: also pass@1 and pass@N from N sampled answers per problem (0: greedy only)')
     e.add_argument('--seed', type=int, default=0, help='seeds the masks of masked LMs and the noise of diffusion LMs')
     e.add_argument('--harness', action='append', choices=[t.removeprefix('hierlm_') for t in HARNESS_TASKS],
                    help="run this lm-evaluation-harness task instead (repeatable; hierlm's local task files, offline)")

@@ -9,9 +9,9 @@ __all__ = ['ROUGE_TYPES', 'MEASURES', 'SST2_PROMPT', 'SST2_WORDS', 'DIALOGSUM_PR
            'Score', 'bootstrap', 'mean_score', 'perplexity_metrics', 'accuracy', 'precision_recall_f1', 'exact_match',
            'pass_at_k', 'pass_at_k_score', 'rouge', 'EvalError', 'load_sst2', 'load_dialogsum', 'batch_loss',
            'split_blocks', 'corpus_perplexity', 'continuation_logprobs', 'sst2_eval', 'dialogsum_eval', 'records_eval',
-           'evaluate_task', 'results_table', 'results_json', 'harness_dialogsum_rouge', 'write_harness_tasks',
-           'run_harness', 'arithmetic_slips', 'answer_error', 'sentiment_errors', 'summary_errors', 'error_analysis',
-           'plot_error_analysis', 'attention_maps', 'plot_attention_maps']
+           'records_pass_at_k', 'evaluate_task', 'results_table', 'results_json', 'harness_dialogsum_rouge',
+           'write_harness_tasks', 'run_harness', 'arithmetic_slips', 'answer_error', 'sentiment_errors',
+           'summary_errors', 'error_analysis', 'plot_error_analysis', 'attention_maps', 'plot_attention_maps']
 
 # %% ../nbs/11_evaluate.ipynb #3a5b5609
 import dataclasses, functools, json, math
@@ -27,7 +27,7 @@ from .corpora import builtin_path, document_pieces, load_corpus, load_wikitext2,
 from .batching import PackedBlocks, _stack
 from .generate import SamplingConfig, generate, prompt_ids, unknown_characters
 from .modeling import evaluating
-from .tasks import answer_matches, final_answer, record_accuracy
+from .tasks import answer_matches, final_answer, generate_answers, record_accuracy
 
 # %% ../nbs/11_evaluate.ipynb #08c566de
 @dataclass
@@ -296,6 +296,19 @@ def records_eval(model, tok,
     return {'exact_match': mean_score([answer_matches(r['generated'], r['answer']) for r in acc['rows']]),
             'rows': acc['rows']}
 
+def records_pass_at_k(model, tok, records:list, segments:list, layout:str='plan_execute',
+                      n:int=4, # samples per problem
+                      ks:Sequence[int]=(1, 4), # report pass@k for each (k ≤ n)
+                      temperature:float=0.8, top_p:float=0.95, seed:int=0, batch_size:int=32) -> dict:
+    "pass@k on records from `n` sampled answers per problem (causal or diffusion LM), each with its interval."
+    from hierlm.diffusion import DiffusionSampling
+    correct = np.zeros(len(records), dtype=int)
+    for i in range(n):
+        ds = DiffusionSampling(tokens=SamplingConfig(temperature=temperature, top_p=top_p, seed=seed + i))
+        texts = generate_answers(model, tok, records, segments, layout, ds, batch_size)
+        correct += [answer_matches(t, r['answer']) for t, r in zip(texts, records)]
+    return {f'pass@{k}': pass_at_k_score(correct.tolist(), n, k) for k in ks if k <= n}
+
 # %% ../nbs/11_evaluate.ipynb #5738d9fa
 TASKS = ('perplexity', 'sst2', 'dialogsum', 'arith', 'gsm8k')
 
@@ -304,7 +317,9 @@ def evaluate_task(model, tok,
                   dcfg:Optional[DataConfig]=None, # the run's data section (perplexity: its corpus; records: slots)
                   split:str='test', # perplexity and records: the split; sst2: valid; dialogsum: test or valid
                   limit:Optional[int]=None, # the first this many examples (perplexity: blocks)
-                  seed:int=0, progress:bool=False) -> dict:
+                  seed:int=0, progress:bool=False,
+                  samples:int=0, # records: also pass@1 and pass@samples from this many sampled answers
+                 ) -> dict:
     "One task's metrics (each a `Score`, or a number), and its example rows."
     if task not in TASKS: raise EvalError(f"unknown task {task!r}; the tasks are {', '.join(TASKS)}")
     if task == 'perplexity':
@@ -320,7 +335,11 @@ def evaluate_task(model, tok,
         raise EvalError(f"task {task} lays each problem out in the [question, plan, execution] slots the model was "
                         f"trained with: evaluate a run directory trained on a record corpus (arith, gsm8k)")
     rc = dataclasses.replace(dcfg, corpus=task, structured=False)
-    return records_eval(model, tok, cut(load_corpus(rc, seed)[split]), rc.segments, rc.layout)
+    recs = cut(load_corpus(rc, seed)[split])
+    out = records_eval(model, tok, recs, rc.segments, rc.layout)
+    if samples:
+        out.update(records_pass_at_k(model, tok, recs, rc.segments, rc.layout, samples, (1, samples), seed=seed))
+    return out
 
 def results_table(results:dict) -> str:
     "A markdown table of `{task: metrics}`: each number with its 95% interval when it has one."

@@ -8,7 +8,7 @@ Docs: https://hierlm.github.io/hierlm/tasks.html.md"""
 __all__ = ['final_answer', 'answer_matches', 'question_prefixes', 'generate_answers', 'record_accuracy']
 
 # %% ../nbs/11_tasks.ipynb #de5a414b
-import re
+import dataclasses, re
 from typing import Optional
 import numpy as np, torch
 from .corpora import encode_record
@@ -46,8 +46,9 @@ def _diffusion_answers(model, tok, prefix:torch.Tensor, n_gen:int, ds) -> list:
     return ['\n'.join(tok.decode(p) for p in generated_segments(model.config, g)) for g in gen]
 
 def _causal_answers(model, tok, prefix:torch.Tensor, n_gen:int, ds) -> list:
-    "A causal LM's greedy continuation of each question slot (`ds.tokens.use_cache` when given)."
-    sc = SamplingConfig(max_new_tokens=n_gen, temperature=0.0, use_cache=ds.tokens.use_cache if ds else True)
+    "A causal LM's continuation of each question slot: greedy, or as `ds.tokens` samples (temperature, top-p, seed)."
+    sc = dataclasses.replace(ds.tokens, max_new_tokens=n_gen) if ds else SamplingConfig(max_new_tokens=n_gen,
+                                                                                          temperature=0.0)
     return generate(model, tok, [tok.decode(p.tolist()) for p in prefix], sc)
 
 # %% ../nbs/11_tasks.ipynb #2ae3e761
