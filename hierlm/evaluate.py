@@ -174,7 +174,7 @@ def split_blocks(dcfg:DataConfig, tok, split:str='test', seed:int=0) -> PackedBl
 def corpus_perplexity(model, tok,
                       dcfg:DataConfig, # the corpus and block size (a run's `data` section)
                       split:str='test',
-                      batch_size:int=8, # blocks per forward
+                      batch_size:int=4, # blocks per forward (the interval resamples these batches)
                       max_blocks:Optional[int]=None, # the first this many blocks (default: all)
                       seed:int=0, # seeds the masks of a masked LM and the noise levels of a diffusion LM
                       progress:bool=False, # a tqdm bar
@@ -197,7 +197,7 @@ def corpus_perplexity(model, tok,
     scale = {'loss': lambda l: l, 'perplexity': lambda l: math.exp(min(l, 50)),
              'bits_per_token': lambda l: l / math.log(2),
              'bits_per_char': lambda l: l / math.log(2) * n_tok / max(1, n_chars)}
-    out = {k: Score(m[k], f(ci.lo), f(ci.hi), n) for k, f in scale.items() if k in m}
+    out = {k: Score(m[k], f(ci.lo), f(ci.hi), len(losses)) for k, f in scale.items() if k in m}   # n: batches
     return {**out, 'blocks': n, 'tokens': n_tok, 'measure': MEASURES[getattr(model, 'kind', 'causal')]}
 
 # %% ../nbs/11_evaluate.ipynb #75424003
