@@ -272,7 +272,8 @@ def dialogsum_eval(model, tok,
     _encodable(tok, ' '.join(r['dialogue'] for r in records[:50]) + template, 'dialogsum')
     keep = (_context_limit(model) or 10**9) - max_new_tokens
     if keep < 8: raise EvalError(f"the model's context ({keep + max_new_tokens} tokens) leaves no room for a dialogue "
-                                 f"before a {max_new_tokens}-token summary: lower --max-new-tokens")
+                                 f"before a {max_new_tokens}-token summary: score a model trained with a longer "
+                                 f"data.block_size (or pass a smaller max_new_tokens)")
     prompts = [tok.decode(prompt_ids(tok, template.format(dialogue=r['dialogue']))[-keep:]) for r in records]
     sc = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0, stop=['\n'])
     outs = []
