@@ -188,16 +188,16 @@ def cmd_eval(args):
     p = model_folder(args.model)
     if args.harness: return _eval_harness(p, args)
     model, tok, _ = load_model(p)
-    dcfg, results = _eval_data(p, args), {}
+    dcfg, metrics = _eval_data(p, args), {}
     for task in args.task or ['perplexity']:
-        try: results[task] = evaluate_task(model, tok, task, dcfg, args.split, args.limit, args.seed, progress=True,
-                                           samples=args.samples)
+        try: res = evaluate_task(model, tok, task, dcfg, args.split, args.limit, args.seed, progress=True,
+                                 samples=args.samples)
         except EvalError as e: raise UsageError(f'{task}: {e}') from None
-        metrics = {k: v for k, v in results[task].items() if k != 'rows'}
+        rows, metrics[task] = res.pop('rows', []), res
         out = {'model': str(p), 'task': task, 'split': args.split, 'limit': args.limit,
-               'metrics': results_json({task: metrics})[task], 'rows': results[task].get('rows', [])}
+               'metrics': results_json({task: res})[task], 'rows': rows}
         atomic_write_text(p/'eval'/f'{task}-{args.split}.json', json.dumps(out, indent=1, default=str))
-    print(results_table({t: {k: v for k, v in m.items() if k != 'rows'} for t, m in results.items()}))
+    print(results_table(metrics))
     print(f"results: {p/'eval'}/")
 
 

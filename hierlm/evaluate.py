@@ -7,11 +7,12 @@ Docs: https://hierlm.github.io/hierlm/evaluate.html.md"""
 # %% auto #0
 __all__ = ['ROUGE_TYPES', 'MEASURES', 'SST2_PROMPT', 'SST2_WORDS', 'DIALOGSUM_PROMPT', 'TASKS', 'HARNESS_TASKS', 'NEGATIONS',
            'Score', 'bootstrap', 'mean_score', 'perplexity_metrics', 'accuracy', 'precision_recall_f1', 'exact_match',
-           'pass_at_k', 'pass_at_k_score', 'rouge', 'EvalError', 'load_sst2', 'load_dialogsum', 'batch_loss',
-           'split_blocks', 'corpus_perplexity', 'continuation_logprobs', 'sst2_eval', 'dialogsum_eval', 'records_eval',
-           'records_pass_at_k', 'evaluate_task', 'results_table', 'results_json', 'harness_dialogsum_rouge',
-           'write_harness_tasks', 'run_harness', 'arithmetic_slips', 'answer_error', 'sentiment_errors',
-           'summary_errors', 'error_analysis', 'plot_error_analysis', 'attention_maps', 'plot_attention_maps']
+           'pass_at_k', 'pass_at_k_score', 'best_rouge', 'rouge', 'EvalError', 'load_sst2', 'load_dialogsum',
+           'batch_loss', 'split_blocks', 'corpus_perplexity', 'continuation_logprobs', 'sst2_eval', 'dialogsum_eval',
+           'records_eval', 'records_pass_at_k', 'evaluate_task', 'results_table', 'results_json',
+           'harness_dialogsum_rouge', 'write_harness_tasks', 'run_harness', 'arithmetic_slips', 'answer_error',
+           'sentiment_errors', 'summary_errors', 'error_analysis', 'plot_error_analysis', 'attention_maps',
+           'plot_attention_maps']
 
 # %% ../nbs/11_evaluate.ipynb #3a5b5609
 import dataclasses, functools, json, math
@@ -121,17 +122,22 @@ def pass_at_k_score(correct:Sequence[int], # per problem, how many of its sample
 # %% ../nbs/11_evaluate.ipynb #a189e550
 ROUGE_TYPES = ('rouge1', 'rouge2', 'rougeL')
 
+@functools.cache
+def _rouge_scorer():
+    from rouge_score import rouge_scorer
+    return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+
+def best_rouge(pred:str, refs) -> dict:
+    "ROUGE-1/2/L F-measure of `pred` against its best reference (`refs`: one string or a list)."
+    scores = [_rouge_scorer().score(r, pred) for r in ([refs] if isinstance(refs, str) else refs)]
+    return {t: max(s[t].fmeasure for s in scores) for t in ROUGE_TYPES}
+
 def rouge(preds:Sequence[str], # generated summaries
           refs:Sequence, # per prediction, a reference or a list of them (the best one counts)
           **kw) -> dict:
     "ROUGE-1/2/L F-measure (Google's `rouge-score`, Porter stemming), each a `Score` over examples."
-    from rouge_score import rouge_scorer
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
-    per = {t: [] for t in ROUGE_TYPES}
-    for p, r in zip(preds, refs):
-        scores = [scorer.score(ref, p) for ref in ([r] if isinstance(r, str) else r)]
-        for t in ROUGE_TYPES: per[t].append(max(s[t].fmeasure for s in scores))
-    return {t: mean_score(v, **kw) for t, v in per.items()}
+    per = [best_rouge(p, r) for p, r in zip(preds, refs)]
+    return {t: mean_score([s[t] for s in per], **kw) for t in ROUGE_TYPES}
 
 # %% ../nbs/11_evaluate.ipynb #0ff7bcb2
 class EvalError(ValueError):
@@ -294,8 +300,8 @@ def records_eval(model, tok,
         raise EvalError("a masked LM fills [MASK] positions and writes no answer: record tasks score causal and "
                         "diffusion LMs; evaluate its perplexity (--task perplexity)")
     acc = record_accuracy(model, tok, records, segments, layout, batch_size=batch_size)
-    return {'exact_match': mean_score([answer_matches(r['generated'], r['answer']) for r in acc['rows']]),
-            'rows': acc['rows']}
+    rows = acc['rows']
+    return {'exact_match': exact_match([r['generated'] for r in rows], [r['answer'] for r in rows]), 'rows': rows}
 
 def records_pass_at_k(model, tok, records:list, segments:list, layout:str='plan_execute',
                       n:int=4, # samples per problem
@@ -383,11 +389,7 @@ HARNESS_TASKS = {
 
 def harness_dialogsum_rouge(doc:dict, results:list) -> dict:
     "lm-eval's `process_results` for DialogSum: ROUGE-1/2/L F-measure of the summary against its best reference."
-    from rouge_score import rouge_scorer
-    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
-    refs = [doc[k] for k in ('summary1', 'summary2', 'summary3') if doc.get(k)]
-    scores = [scorer.score(r, results[0].strip()) for r in refs]
-    return {t: max(s[t].fmeasure for s in scores) for t in ROUGE_TYPES}
+    return best_rouge(results[0].strip(), [doc[k] for k in ('summary1', 'summary2', 'summary3') if doc.get(k)])
 
 # %% ../nbs/11_evaluate.ipynb #600f4e35
 def _harness_docs(task:str, folder:Path, data:Optional[str]) -> Path:
@@ -421,10 +423,8 @@ def write_harness_tasks(folder, # where the task YAMLs (and converted documents)
     return folder
 
 # %% ../nbs/11_evaluate.ipynb #1b9079be
-def _start_token(model_dir) -> int:
+def _start_token(tok) -> int:
     "The token lm-eval puts before a text with no context: bos, else eos, else (a byte or char tokenizer) a newline."
-    from transformers import AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     for i in (tok.bos_token_id, tok.eos_token_id):
         if i is not None: return i
     return tok('\n', add_special_tokens=False)['input_ids'][0]
@@ -438,15 +438,16 @@ def run_harness(model_dir, # a saved causal LM folder (hierlm or transformers)
     import tempfile, lm_eval
     from lm_eval.tasks import TaskManager
     from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     writes = [t for t in tasks if HARNESS_TASKS.get(t, {}).get('output_type') == 'generate_until']
-    if writes and AutoTokenizer.from_pretrained(model_dir, local_files_only=True).eos_token_id is None:
+    if writes and tok.eos_token_id is None:
         raise EvalError(f"{', '.join(writes)} generate text, and lm-eval stops generating at the tokenizer's eos "
                         f"token; this model's tokenizer has none: use a model trained with data.tokenizer=bpe "
                         f"(<|endoftext|>)")
     with tempfile.TemporaryDirectory() as t:
         write_harness_tasks(t, tasks, data)
         tm = TaskManager(include_path=t, include_defaults=False)           # only our tasks: no hub datasets
-        args = {'pretrained': str(model_dir), 'trust_remote_code': True, 'prefix_token_id': _start_token(model_dir)}
+        args = {'pretrained': str(model_dir), 'trust_remote_code': True, 'prefix_token_id': _start_token(tok)}
         res = lm_eval.simple_evaluate(model='hf', model_args=args, tasks=list(tasks), task_manager=tm, limit=limit,
                                       batch_size=batch_size, device=device, log_samples=False, bootstrap_iters=1000)
     return {task: {k.split(',')[0]: float(v) for k, v in m.items() if k not in ('alias', 'sample_len')

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Long context and attention sinks (StreamingLLM, Xiao et al. 2023) -> benchmarks/sinks_<device>.md, figures/sinks_ppl.png
+"""Long context and attention sinks (StreamingLLM, Xiao et al. 2023) -> benchmarks/sinks_cpu.md, figures/sinks_ppl.png
 
 Two small RoPE decoders are trained on tiny Shakespeare characters with a context of `--block` tokens: one plain, one
 with a learned sink logit in every softmax (`model.sink_logits=true`). Each then reads `--factor` times its training
@@ -23,7 +23,8 @@ def train(sink_logits:bool, args, out:Path):
     cfg = load_config('tiny', ['data.corpus=tiny_shakespeare', 'data.structured=false', f'data.block_size={args.block}',
                                f'model.block_size={args.block}', 'model.d_model=128', 'model.n_layers=4',
                                'model.n_heads=4', f'model.sink_logits={str(sink_logits).lower()}', 'data.batch_size=32',
-                               f'train.max_steps={args.steps}', 'train.lr=2e-3', f'train.warmup_steps={args.steps // 20}',
+                               f'train.max_steps={args.steps}', 'train.lr=2e-3',
+                               f'train.warmup_steps={args.steps // 20}',
                                f'eval.eval_every={args.steps}', f'train.ckpt_every={args.steps}'])
     tr = Trainer(cfg, out)
     tr.fit(progress='none')
@@ -47,7 +48,7 @@ def main():
     ap.add_argument('--md', default=str(ROOT/'benchmarks'/'sinks_cpu.md'))
     args = ap.parse_args()
     torch.set_num_threads(2)
-    from hierlm.attention import KVCache, SinkCache
+    from hierlm.attention import KVCache
     from hierlm.batching import PackedBlocks
     from hierlm.corpora import prepare_data
     L, T = args.factor * args.block, args.block
@@ -59,9 +60,9 @@ def main():
             val = prepare_data(tr.cfg.data, tr.cfg.seed, tr.tok).splits['valid']
             blocks = PackedBlocks(val, L, stride=L)                          # contiguous validation texts of L tokens
             ids = torch.stack([blocks[i]['input_ids'] for i in range(args.rows)])
-            rope = model.model.blocks[0].attn.rope
-            caches = {'full cache': lambda: KVCache(), f'window {args.window}': lambda: SinkCache(0, args.window, rope),
-                      f'{args.sinks} sinks + window {args.window}': lambda: SinkCache(args.sinks, args.window, rope)}
+            w, s = args.window, args.sinks
+            caches = {'full cache': KVCache, f'window {w}': lambda: model.streaming_cache(0, w),
+                      f'{s} sinks + window {w}': lambda: model.streaming_cache(s, w)}
             name = 'with sink logits' if sink_logits else 'plain'
             for policy, make in caches.items():
                 loss = token_losses(model, ids, make()).mean(0).numpy()      # (L-1,)
@@ -69,7 +70,8 @@ def main():
                 ranges = [(0, T), (T, 2 * T), (2 * T, 4 * T), (4 * T, L - 1)]
                 table.append((name, policy, tr.last_eval.get('val_loss', float('nan')),
                               [math.exp(loss[a:b].mean()) for a, b in ranges]))
-                print(name, policy, ' '.join(f'{p:.2f}' for p in table[-1][3]), f'({time.time() - t0:.0f}s)', flush=True)
+                ppl = ' '.join(f'{p:.2f}' for p in table[-1][3])
+                print(name, policy, ppl, f'({time.time() - t0:.0f}s)', flush=True)
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
     for ax, name in zip(axs, ('plain', 'with sink logits')):
