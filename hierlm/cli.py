@@ -181,6 +181,14 @@ def _eval_harness(p:Path, args):
     atomic_write_text(p/'eval'/'harness.json', json.dumps(out, indent=1))
     print(f"results: {p/'eval'/'harness.json'}")
 
+def _eval_errors(task:str, rows:list, png:Path) -> dict:
+    "`error_analysis` of one task's rows: its categories, and their bar chart saved to `png`."
+    import matplotlib.pyplot as plt
+    from hierlm.evaluate import error_analysis, plot_error_analysis
+    a = error_analysis(task, {'rows': rows})
+    plt.close(plot_error_analysis(a, png))
+    return a['categories']
+
 def cmd_eval(args):
     "Evaluate a run directory or a saved model folder on tasks: a table, and eval/<task>-<split>.json beside the model."
     from hierlm.evaluate import evaluate_task, results_table, results_json, EvalError
@@ -188,16 +196,20 @@ def cmd_eval(args):
     p = model_folder(args.model)
     if args.harness: return _eval_harness(p, args)
     model, tok, _ = load_model(p)
-    dcfg, metrics = _eval_data(p, args), {}
+    dcfg, metrics, errors = _eval_data(p, args), {}, {}
     for task in args.task or ['perplexity']:
         try: res = evaluate_task(model, tok, task, dcfg, args.split, args.limit, args.seed, progress=True,
                                  samples=args.samples)
         except EvalError as e: raise UsageError(f'{task}: {e}') from None
         rows, metrics[task] = res.pop('rows', []), res
+        if rows: errors[task] = _eval_errors(task, rows, p/'eval'/f'{task}-{args.split}-errors.png')
         out = {'model': str(p), 'task': task, 'split': args.split, 'limit': args.limit,
-               'metrics': results_json({task: res})[task], 'rows': rows}
+               'metrics': results_json({task: res})[task],
+               'errors': results_json(errors)[task] if task in errors else None, 'rows': rows}
         atomic_write_text(p/'eval'/f'{task}-{args.split}.json', json.dumps(out, indent=1, default=str))
     print(results_table(metrics))
+    if errors: print('\nerrors by category (error_analysis; a share or a mean, with its 95% interval):\n'
+                     + results_table(errors))
     print(f"results: {p/'eval'}/")
 
 

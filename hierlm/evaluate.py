@@ -22,8 +22,7 @@ from typing import Callable, Optional, Sequence
 import operator, re
 from fractions import Fraction
 import numpy as np, torch, torch.nn.functional as F
-from .core import DataConfig
-from .core import atomic_write_text
+from .core import DataConfig, atomic_write_text, save_figure
 from .corpora import builtin_path, document_pieces, load_corpus, load_wikitext2, prepare_data
 from .batching import PackedBlocks, _stack
 from .generate import SamplingConfig, generate, prompt_ids, unknown_characters
@@ -286,7 +285,7 @@ def dialogsum_eval(model, tok,
     for i in tqdm(range(0, len(prompts), batch_size), desc='dialogsum', disable=not progress):
         outs += generate(model, tok, prompts[i:i + batch_size], sc)
     outs = [o.strip() for o in outs]
-    rows = [{'summary': o, 'reference': r['references'][0]} for o, r in zip(outs, records)]
+    rows = [{'dialogue': r['dialogue'], 'summary': o, 'reference': r['references'][0]} for o, r in zip(outs, records)]
     return {**rouge(outs, [r['references'] for r in records]), 'rows': rows}
 
 # %% ../nbs/11_evaluate.ipynb #a8c21703
@@ -501,7 +500,7 @@ def summary_errors(rows:list, dialogues:list) -> dict:
 # %% ../nbs/11_evaluate.ipynb #63f0d4bf
 def error_analysis(task:str, # the task the rows come from (`evaluate_task`'s)
                    result:dict, # what `evaluate_task` returned: its `rows`
-                   dialogues:Optional[list]=None, # dialogsum: the dialogues, in the rows' order
+                   dialogues:Optional[list]=None, # dialogsum: the dialogues in the rows' order (default: the rows')
                    n_examples:int=3, # example rows kept per category
                   ) -> dict:
     "Failures of one task's result, by category (with intervals), and a few examples of each."
@@ -515,7 +514,8 @@ def error_analysis(task:str, # the task the rows come from (`evaluate_task`'s)
         wrong = [r for r in rows if r['predicted'] != r['label']]
         return {'task': task, 'categories': sentiment_errors(rows), 'examples': {'wrong': wrong[:n_examples]}}
     if task == 'dialogsum':
-        if dialogues is None: raise EvalError("summary errors compare each summary with its dialogue: pass dialogues")
+        dialogues = dialogues or [r.get('dialogue') for r in rows]
+        if None in dialogues: raise EvalError("summary errors compare each summary with its dialogue: pass dialogues")
         return {'task': task, 'categories': summary_errors(rows, dialogues),
                 'examples': {'summaries': rows[:n_examples]}}
     raise EvalError(f"no error analysis for task {task!r} (there is one for arith, gsm8k, sst2, dialogsum)")
@@ -530,7 +530,7 @@ def plot_error_analysis(analysis:dict, path=None):
     ax.barh(list(cats), v, xerr=err, color='tab:blue', alpha=0.8, capsize=3); ax.invert_yaxis()
     what = {'sst2': 'error rate', 'dialogsum': 'value'}.get(analysis['task'], 'share of problems')
     ax.set_xlabel(what); ax.set_title(f"{analysis['task']}: errors by category (95% intervals)"); ax.grid(alpha=0.3)
-    if path: Path(path).parent.mkdir(parents=True, exist_ok=True); fig.savefig(path, dpi=110, bbox_inches='tight')
+    if path: Path(path).parent.mkdir(parents=True, exist_ok=True); save_figure(fig, Path(path).resolve())  # atomic
     return fig
 
 # %% ../nbs/11_evaluate.ipynb #c0988c3b
@@ -555,7 +555,9 @@ def plot_attention_maps(maps:list, # per layer `(H, S, S)`, from `attention_maps
     H, S = w.shape[0], w.shape[-1]
     fig, axs = plt.subplots(1, H, figsize=(3.2 * H, 3.4), squeeze=False)
     for h, ax in enumerate(axs[0]):
-        ax.imshow(w[h], cmap='magma', vmin=0)
+        lim = w.abs().max().item() or 1.0                                       # BDH's scores can be negative
+        signed = {'cmap': 'RdBu_r', 'vmin': -lim, 'vmax': lim}
+        ax.imshow(w[h], **({'cmap': 'magma', 'vmin': 0} if w.min() >= 0 else signed))
         if allowed is not None: ax.contour(allowed.float().numpy(), levels=[0.5], colors='red', linewidths=0.6)
         step = max(1, S // 24)
         ax.set_xticks(range(0, S, step), [repr(t)[1:-1] for t in tokens[::step]], rotation=90, fontsize=6)
