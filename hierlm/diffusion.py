@@ -10,7 +10,7 @@ __all__ = ['CLIP_GRID', 'sample_t', 'mask_tokens', 'subs_logits', 'DiffusionConf
            'diffusion_generate', 'generated_segments', 'plot_trajectory', 'loss_by_t']
 
 # %% ../nbs/09_diffusion.ipynb #c76098f9
-import math, warnings
+import math, warnings, zlib
 from dataclasses import dataclass, field
 from typing import Iterator, Literal, Optional
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -206,10 +206,13 @@ def training_loss(self:BlockDiffusionLM,
                   batch:dict, # `input_ids` (B, block_size); the next-token `targets` are not used
                   state=None, # no recurrent state
                  ) -> LossOutput:
-    "The NELBO of `input_ids`: t in the training interval, or in eval mode t ∈ [1e-3, 1] with the same noise each call."
+    "The NELBO of `input_ids`: t in the training interval, or in eval mode t ∈ [1e-3, 1] with noise seeded by the batch."
     x0 = batch['input_ids']
     if self.training: return LossOutput(self.diffusion_loss(x0))
-    return LossOutput(self.diffusion_loss(x0, (1e-3, 1.0), torch.Generator(device=x0.device).manual_seed(0)))
+    # the same batch gets the same noise, different batches independent noise (one fixed seed for every batch would
+    # score all of them at the same few t: a fixed quadrature, measured 0.11 nats below the NELBO on arithmetic)
+    seed = zlib.crc32(x0.cpu().numpy().tobytes())
+    return LossOutput(self.diffusion_loss(x0, (1e-3, 1.0), torch.Generator(device=x0.device).manual_seed(seed)))
 
 # %% ../nbs/09_diffusion.ipynb #05022a79
 register_family(HierLMDiffusionConfig, BlockDiffusionLM)
