@@ -132,7 +132,7 @@ def main():
         bdh, dec = quality(a.minutes)
         st, sel = sparsity(bdh)
         fmt = lambda r: ', '.join(f"{m['step'] * r['tokens_per_step'] / 1e6:.2f}M: {m['val_loss']:.3f}" for m in r['metrics'] if 'val_loss' in m)
-        lines += ['', f'**Validation loss at equal wall time** (tiny Shakespeare as bytes, vocab 256, nanoGPT\'s 90/10 split; about {a.minutes:g} minutes '
+        lines += ['', f'**Validation loss at equal wall time** (tiny Shakespeare as bytes, vocab 256, nanoGPT\'s 90/10 split, which has no test split; about {a.minutes:g} minutes '
                   'each on this machine, the step count calibrated to the time; BDH: the `bdh-shakespeare` preset, the reference recipe '
                   '(AdamW 1e-3, weight decay 0.1, constant lr, dropout 0.1); decoder: d=128, 4 layers, 4 heads, block 256, batch 16, cosine lr 1e-3):', '',
                   '| model | parameters | steps | training tokens | wall time (with evaluations) | final val loss (nats/byte, 64 blocks) |', '|---|---:|---:|---:|---:|---:|']

@@ -65,6 +65,7 @@ def train(extra, steps, label, preset='lht-synthetic'):
     from hierlm.core import load_config
     from hierlm.train import Trainer
     from hierlm.lht import level_boundaries, score_boundaries, cut_gradient, cut_profile
+    from hierlm.evaluate import evaluate_task                                # what `hierlm eval --split test` runs
     cfg = load_config(preset, ['train.wandb=disabled', 'device=cpu', f'train.max_steps={steps}', f'eval.eval_every={steps}',
                                         'train.ckpt_every=1000000', *extra])
     out = ROOT/'runs'/f'bench-lht-{label}'
@@ -72,6 +73,7 @@ def train(extra, steps, label, preset='lht-synthetic'):
     t0 = time.time(); tr = Trainer(cfg, out).fit(); wall = time.time() - t0
     val = [tr.val_stream.batch_at(i) for i in range(min(16, tr.val_stream.per_epoch))]
     tr.cfg.eval.eval_batches = 16; ev = tr.evaluate()
+    test = evaluate_task(tr.model, tr.tok, 'perplexity', cfg.data, 'test', limit=sum(len(b['input_ids']) for b in val))
     pairs = level_boundaries(tr.model, val)                                  # empty for the dense encoder
     rep, rep1 = score_boundaries(pairs), score_boundaries(pairs, tolerance=1)
     cut = {}
@@ -79,7 +81,7 @@ def train(extra, steps, label, preset='lht-synthetic'):
         ids, lev = torch.cat([b['input_ids'] for b in val[:2]]), torch.cat([b['level_ids'] for b in val[:2]])
         cut = cut_profile(cut_gradient(tr.model, ids, lev), ids, lev, tr.tok)
     print(label, ev['val_loss'], rep, cut, flush=True)
-    return {'trainer': tr, 'val_loss': ev['val_loss'], 'report': rep, 'report1': rep1, 'cut': cut, 'wall': wall, 'val': val}
+    return {'trainer': tr, 'val_loss': ev['val_loss'], 'test_loss': test['loss'].value, 'report': rep, 'report1': rep1, 'cut': cut, 'wall': wall, 'val': val}
 
 def fmt_rep(res, l):
     r, r1 = res['report'].get(f'level{l}'), res['report1'].get(f'level{l}')
@@ -87,9 +89,11 @@ def fmt_rep(res, l):
 
 def quality_table(res, title):
     "One markdown table: each structure's validation loss, boundary scores per level and training time, and the gold unit sizes."
-    q = [title, '', '| structure | val MLM loss | val perplexity | level 1 vs sentences | level 2 vs sections | train time |', '|---|---:|---:|---|---|---:|']
+    q = [title, '', '| structure | val MLM loss | val perplexity | test MLM loss | test perplexity | level 1 vs sentences | level 2 vs sections | train time |',
+         '|---|---:|---:|---:|---:|---|---|---:|']
     for st, r in res.items():
-        q.append(f"| {st} | {r['val_loss']:.3f} | {math.exp(r['val_loss']):.2f} | {fmt_rep(r, 1)} | {fmt_rep(r, 2)} | {r['wall']:.0f} s |")
+        q.append(f"| {st} | {r['val_loss']:.3f} | {math.exp(r['val_loss']):.2f} | {r['test_loss']:.3f} | {math.exp(r['test_loss']):.2f} "
+                 f"| {fmt_rep(r, 1)} | {fmt_rep(r, 2)} | {r['wall']:.0f} s |")
     g = res['gold']['report']
     q += ['', f"Gold units: {g['level1']['gold_compression']:.1f} tokens per sentence, {g['level2']['gold_compression']:.1f} tokens per section in these blocks."]
     return '\n'.join(q)
@@ -131,7 +135,7 @@ def main():
         pictures(res['learned'])
         sections['Learned structure vs baselines'] = quality_table(res,
             f'**Learned structure vs baselines** (`lht-synthetic`: synthetic corpus with sentences in registers, characters, blocks of 512, batch 8, {a.steps} steps each; '
-            'MLM validation loss on 16 blocks with fixed masks; boundaries scored on the same blocks against gold sentences (level 1) '
+            'MLM loss with fixed masks on 16 validation batches and on as many test blocks (`hierlm eval --split test`); boundaries scored on the same blocks against gold sentences (level 1) '
             'and sections (level 2); cells: precision / recall / **F1** exact / F1 within ±1 position (tokens per unit)):')
         cats = list(res['gold']['cut'])
         c = ['**Where the MLM loss wants unit starts** (`cut_gradient` of each trained model on 16 validation blocks: minus the gradient '
@@ -146,8 +150,9 @@ def main():
         runs.update({s: train([f'seed={s}'], a.steps, f'seed{s}') for s in range(a.seeds) if s not in runs})
         rows = [f'**Seeds** (learned structure, `lht-synthetic` as above with `seed=` each value, {a.steps} steps; the seed sets the initialisation, '
                 'the masking, the batch order and the synthetic documents (same generator)):', '',
-                '| seed | val MLM loss | level 1 P / R / F1 / F1 ±1 (tokens per unit) | level 2 P / R / F1 / F1 ±1 (tokens per unit) |', '|---:|---:|---|---|']
-        rows += [f"| {s} | {r['val_loss']:.3f} | {fmt_rep(r, 1)} | {fmt_rep(r, 2)} |" for s, r in sorted(runs.items())]
+                '| seed | val MLM loss | test MLM loss | level 1 P / R / F1 / F1 ±1 (tokens per unit) | level 2 P / R / F1 / F1 ±1 (tokens per unit) |',
+                '|---:|---:|---:|---|---|']
+        rows += [f"| {s} | {r['val_loss']:.3f} | {r['test_loss']:.3f} | {fmt_rep(r, 1)} | {fmt_rep(r, 2)} |" for s, r in sorted(runs.items())]
         f1 = [r['report1']['level1']['f1'] for r in runs.values()]
         rows += ['', f'Level-1 F1 within ±1 over {len(f1)} seeds: mean {sum(f1) / len(f1):.2f}, lowest {min(f1):.2f}.']
         sections['Seeds'] = '\n'.join(rows)
@@ -160,11 +165,11 @@ def main():
             f'{a.steps} steps each; validation on 16 blocks; cells as above):')
     if a.ablations:
         rows = ['**Ablations** (learned structure, `lht-synthetic`, each for the same steps; level-1 F1 against gold sentences):', '',
-                '| variant | val MLM loss | level 1 P / R / F1 / F1 ±1 (tokens per unit) |', '|---|---:|---|']
+                '| variant | val MLM loss | test MLM loss | level 1 P / R / F1 / F1 ±1 (tokens per unit) |', '|---|---:|---:|---|']
         for name, extra in {'baseline (2 levels, routers after layer 1, window 16, ±1, [DOC], soft-segmentation gradient)': [], **ablations()}.items():
             if not extra and not a.skip_quality: r = res['learned']            # the baseline is the learned row above: same config, same seed
             else: r = train(extra, a.steps, 'abl-' + name.split(' (')[0].replace(' ', '-'))
-            rows.append(f"| {name} | {r['val_loss']:.3f} | {fmt_rep(r, 1)} |")
+            rows.append(f"| {name} | {r['val_loss']:.3f} | {r['test_loss']:.3f} | {fmt_rep(r, 1)} |")
         sections['Ablations'] = '\n'.join(rows)
     if not a.skip_speed: sections['Training step vs sequence length'] = '\n'.join(speed())
     order = ['Learned structure vs baselines', 'Seeds', 'Where the MLM loss wants unit starts', 'Learned structure vs baselines on WikiText-2', 'Ablations', 'Training step vs sequence length']
