@@ -69,7 +69,7 @@ def shakespeare(steps, batch):
     from hierlm.core import save_figure
     import matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt
     rows = [f'**Tiny Shakespeare, characters** (d=128, 4 layers, 4 heads, blocks of 256, batch {batch}, {steps} steps each, AdamW, '
-            'same seed; validation: the same 16 blocks for every model (tiny Shakespeare has no test split: nanoGPT\'s 90/10 split);  AR: exact perplexity; diffusion: exp(NELBO), an upper bound, '
+            'same seed; validation: the same 16 blocks for every model (tiny Shakespeare has no test split: nanoGPT\'s 90/10 split); AR: exact perplexity; diffusion: exp(NELBO), an upper bound, '
             't ∈ [1e-3, 1], 4 noise draws per block; sampling: 8 × 256 tokens, nucleus 0.9, diffusion with L\' steps per block '
             '(MDLM: 64 steps), AR with the shared `generate` loop):', '',
             '| model | val loss (nats/char) | perplexity (bound) | train time | tokens/s cached | tokens/s uncached | final training interval |',
