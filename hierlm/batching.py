@@ -245,11 +245,12 @@ def _n_blocks(split, T:int) -> int:
     return max(0, (len(split) - 1 - T) // T + 1)
 
 def training_data(cfg, # a `Config`: its data section, seed and train.carry_state
+                  tokenizer=None, # a pretrained model's own (`train.init_from`); default: the one `data.tokenizer` names
                  ) -> TrainData:
     "The tokenizer and the training and validation streams of a config: the one way the trainer reads data."
     d, seed, B, T = cfg.data, cfg.seed, cfg.data.batch_size, cfg.data.block_size
     if not d.mixture and not d.streaming:                                 # one corpus in memory: shuffled epochs
-        b = prepare_data(d, seed, special_tokens=d.special_tokens)
+        b = prepare_data(d, seed, tokenizer, special_tokens=d.special_tokens)
         val = b.splits['valid']
         train = BatchStream(PackedBlocks(b.splits['train'], T), B, seed, sequential=cfg.train.carry_state)
         valid = BatchStream(PackedBlocks(val, T), min(B, len(val) // T or 1), 0, shuffle=False)
@@ -260,7 +261,7 @@ def training_data(cfg, # a `Config`: its data section, seed and train.carry_stat
                           "streamed corpus has no such order: set train.carry_state=false")
     comps = mixture_components(d)
     loaders = [functools.cache(lambda c=c: load_corpus(c, seed)) for c, _ in comps]
-    tok = corpus_tokenizer(d, seed, d.special_tokens, loaders)
+    tok = tokenizer or corpus_tokenizer(d, seed, d.special_tokens, loaders)
     bundles = [None if c.streaming else prepare_data(c, seed, tok, d.special_tokens, get_corpus=load)
                for (c, _), load in zip(comps, loaders)]
     levels = all(b is not None and b.splits['train'].levels is not None for b in bundles)

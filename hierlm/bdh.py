@@ -300,7 +300,7 @@ class BDHModel(HierLMModel):
         if c.forget == 'data': self.forget_proj = nn.Parameter(torch.zeros(Lw, D, nh))
         self.post_init()
 
-    def weight(self, p:torch.Tensor, l:int) -> torch.Tensor:
+    def layer_weight(self, p:torch.Tensor, l:int) -> torch.Tensor:
         "Layer `l`'s slice of a stacked weight (the only slice when the weights are shared)."
         return p[0 if self.config.shared_weights else l]
 
@@ -312,7 +312,7 @@ class BDHModel(HierLMModel):
 @patch
 def _key_signs(self:BDHModel, l:int, dtype) -> torch.Tensor:
     "`(nh, N)`: 1 on the first half of the neurons, −λ (learned per head) on the second (the differential split)."
-    lam = 1.6 * torch.sigmoid(self.weight(self.lambda_logit, l))[:, None]     # (nh, 1)
+    lam = 1.6 * torch.sigmoid(self.layer_weight(self.lambda_logit, l))[:, None]     # (nh, 1)
     half = self.config.neurons // 2
     return torch.cat([torch.ones_like(lam).expand(-1, half), -lam.expand(-1, half)], -1).to(dtype)
 
@@ -320,9 +320,9 @@ def _key_signs(self:BDHModel, l:int, dtype) -> torch.Tensor:
 def _log_forget(self:BDHModel, x:torch.Tensor, l:int) -> Optional[torch.Tensor]:
     "log γ `(B, nh, T)` of the forget gate: per head (`scalar`) or per head and token (`data`); None without one."
     c, (B, T, _) = self.config, x.shape
-    if c.forget == 'scalar': return F.logsigmoid(self.weight(self.forget_bias, l))[None, :, None].expand(B, -1, T)
+    if c.forget == 'scalar': return F.logsigmoid(self.layer_weight(self.forget_bias, l))[None, :, None].expand(B, -1, T)
     if c.forget == 'data':
-        return F.logsigmoid(x @ self.weight(self.forget_proj, l) + self.weight(self.forget_bias, l)).mT
+        return F.logsigmoid(x @ self.layer_weight(self.forget_proj, l) + self.layer_weight(self.forget_bias, l)).mT
     return None
 
 # %% ../nbs/08_bdh.ipynb #a1c0f017
@@ -372,7 +372,7 @@ def _layer(self:BDHModel,
     c, fast = self.config, self.config.impl == 'fast'
     attend = partial(self._attend, x=x, l=l, keep=keep, state=state, fast=fast, scores=scores)
     layer = bdh_layer_fast if fast else bdh_layer_reference
-    w = [self.weight(p, l) for p in (self.encoder, self.encoder_v, self.decoder)]
+    w = [self.layer_weight(p, l) for p in (self.encoder, self.encoder_v, self.decoder)]
     x, xs, ys = layer(x, *w, rope, attend, c.dropout, self.training)
     return (x, xs.transpose(0, 1), ys.transpose(0, 1)) if fast else (x, xs, ys)
 
@@ -434,6 +434,10 @@ class BDHForCausalLM(HierLMCausalLM):
     def new_state(self) -> BDHState:
         "An empty recurrent state (`train.carry_state`, `hierlm.generate`)."
         return BDHState()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        "The token embedding, also when a LoRA adapter on the decoder parameter wraps the backbone (hierlm.finetune)."
+        return getattr(self.model, 'base_layer', self.model).embed
 
 # %% ../nbs/08_bdh.ipynb #a1c0f027
 register_family(HierLMBDHConfig, BDHModel, BDHForCausalLM)

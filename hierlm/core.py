@@ -46,6 +46,7 @@ class Architecture:
     builder: str                                   # function of `module`: (model config, vocab size) -> model
     auto_class: str                                # transformers Auto class that loads a saved model
     kind: Literal['causal', 'masked', 'diffusion']   # next-token LM / fills [MASK] / block diffusion
+    native: bool = True                # a hierlm model (HierLMModel); False: transformers' own architectures
 
 ARCHITECTURES: dict = {
     'decoder': Architecture('hierlm.decoder', 'DecoderConfig', 'build_decoder', 'AutoModelForCausalLM', 'causal'),
@@ -53,7 +54,9 @@ ARCHITECTURES: dict = {
     'lht': Architecture('hierlm.lht', 'LHTConfig', 'build_lht', 'AutoModelForMaskedLM', 'masked'),
     'diffusion': Architecture('hierlm.diffusion', 'DiffusionConfig', 'build_diffusion', 'AutoModelForMaskedLM',
                               'diffusion'),
-    'bigram': Architecture('hierlm.bigram', 'BigramConfig', 'build_bigram', 'AutoModelForCausalLM', 'causal')}
+    'bigram': Architecture('hierlm.bigram', 'BigramConfig', 'build_bigram', 'AutoModelForCausalLM', 'causal'),
+    # transformers' GPT-2, Llama, T5, ... from their config classes (a T5 loads with AutoModelForSeq2SeqLM)
+    'hf': Architecture('hierlm.finetune', 'HFModelConfig', 'build_hf', 'AutoModelForCausalLM', 'causal', native=False)}
 
 def architecture(arch:str, # a key of `ARCHITECTURES`, e.g. 'decoder'
                 ) -> Architecture:
@@ -76,7 +79,7 @@ class DataConfig:
     "Where the text comes from, how it is tokenized and batched."
     corpus: str = ''                   # a built-in name, a .txt/.jsonl path or `hf:NAME`; or give `mixture` instead
     mixture: list[dict] = field(default_factory=list)   # [{corpus: ..., weight: ...}, ...]: rows drawn in these shares
-    tokenizer: str = 'char'            # `bytes`, `char`, `bpe`, or a local folder holding a Hugging Face tokenizer
+    tokenizer: str = 'char'            # `bytes`, `char`, `bpe`, `gpt2`, or a local folder holding a HF tokenizer
     vocab_size: int = 0                # BPE only: vocabulary size to train
     data_dir: Optional[str] = None     # folder with the built-in corpora; default: $HIERLM_DATA
     text_field: str = 'text'           # jsonl / HF datasets: the field that holds the text
@@ -187,6 +190,14 @@ class TrainConfig:
     compile: bool = False
     # truncated BPTT: read the text as B streams in order, carrying a recurrent model's state
     carry_state: bool = False
+    # finetune: start from this local model folder (a run, its final/, a transformers model): weights and tokenizer
+    init_from: str = ''
+    adapter: Literal['none', 'lora', 'qlora'] = 'none'   # train only a LoRA adapter (qlora: over a 4-bit NF4 base)
+    lora_rank: int = 8                 # r of the low-rank update B A
+    lora_alpha: float = 16.0           # the update is scaled by lora_alpha / lora_rank
+    lora_dropout: float = 0.05         # dropout on the adapter's input
+    # layer (or BDH parameter) names the adapter wraps; empty: the family's defaults (hierlm.finetune.LORA_TARGETS)
+    lora_targets: list[str] = field(default_factory=list)
 
 @dataclass
 class EvalConfig:

@@ -21,8 +21,8 @@ from typing import Callable, Iterator, Optional
 import numpy as np, torch
 from transformers import PreTrainedTokenizerFast
 from .core import ConfigError, DataConfig, atomic_dir, resolve_path, project_root
-from .tokenizers import (CorpusError, byte_tokenizer, char_tokenizer, train_bpe_tokenizer, load_tokenizer,
-                               tokenizer_fingerprint, require_end_token)
+from .tokenizers import (CorpusError, byte_tokenizer, gpt2_tokenizer, char_tokenizer, train_bpe_tokenizer,
+                               load_tokenizer, tokenizer_fingerprint, require_end_token)
 
 # %% ../nbs/01b_corpora.ipynb #e7b21596
 BUILTIN_FILES = {'tiny_shakespeare': {'all': 'tiny_shakespeare/input.txt'},
@@ -503,6 +503,7 @@ def build_tokenizer(dcfg:DataConfig,
     "The tokenizer `data.tokenizer` names: bytes, built (char) or trained (bpe) on `texts`, both cached, or loaded."
     kind = dcfg.tokenizer
     if kind == 'bytes': return byte_tokenizer(special_tokens)
+    if kind == 'gpt2': return gpt2_tokenizer(special_tokens)
     if kind not in ('char', 'bpe'): return load_tokenizer(kind)
     if kind == 'bpe' and dcfg.vocab_size < 257 + len(special_tokens):
         raise ConfigError(f"data.vocab_size={dcfg.vocab_size}: a byte-level BPE needs more than 256 ids; try 8192")

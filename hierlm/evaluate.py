@@ -206,11 +206,7 @@ def corpus_perplexity(model, tok,
     return {**out, 'blocks': n, 'tokens': n_tok, 'measure': MEASURES[getattr(model, 'kind', 'causal')]}
 
 # %% ../nbs/11_evaluate.ipynb #75424003
-def _context_limit(model) -> Optional[int]:
-    "The longest sequence `model` was built for, if its config says."
-    c = model.config
-    names = ('block_size', 'max_position_embeddings', 'n_positions')
-    return next((getattr(c, n) for n in names if getattr(c, n, None)), None)
+from .finetune import context_limit as _context_limit      # the longest sequence the model was built for
 
 def _causal_only(model, task:str):
     kind = getattr(model, 'kind', 'causal')

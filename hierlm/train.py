@@ -61,7 +61,8 @@ class MuonAdamW(torch.optim.Optimizer):
 def build_optimizer(model:nn.Module, tc) -> torch.optim.Optimizer:
     "AdamW (decay on ≥2-D weights only) or Muon for 2-D hidden weights + AdamW for the rest, per `train.optimizer`."
     decay, no_decay, hidden = [], [], []
-    embs = [model.get_input_embeddings(), model.get_output_embeddings()] if hasattr(model, 'get_input_embeddings') else []
+    try: embs = [model.get_input_embeddings(), model.get_output_embeddings()]
+    except (AttributeError, NotImplementedError): embs = []              # e.g. a backbone wrapped by a BDH adapter
     out_emb = {id(p) for m in embs if m is not None for p in m.parameters()}  # embeddings / head: AdamW even under Muon
     for n, p in model.named_parameters():
         if not p.requires_grad: continue
@@ -118,7 +119,13 @@ class Trainer:
         seed_everything(cfg.seed)
         self.device = get_device(cfg.device)
         self.dtype = get_dtype(cfg.dtype, self.device)
-        self.data = training_data(cfg)                                       # one corpus, a mixture or a stream
+        if tc.adapter != 'none' and not tc.init_from:
+            raise ConfigError(f"train.adapter={tc.adapter} trains an adapter over a pretrained model: set "
+                              f"train.init_from to its folder (a run directory, its final/, a transformers model)")
+        if tc.init_from:                                  # finetune: the folder's weights and tokenizer, step 0
+            from hierlm.finetune import load_pretrained
+            model, tok = load_pretrained(tc.init_from, quantize=tc.adapter == 'qlora', device=self.device)
+        self.data = training_data(cfg, tok if tc.init_from else None)       # one corpus, a mixture or a stream
         self.tok = self.data.tokenizer
         if tc.carry_state and tc.seq_len_warmup:
             raise ConfigError("train.carry_state reads the text in order: it cannot skip tokens for "
@@ -127,8 +134,7 @@ class Trainer:
         self.state = None                                   # truncated BPTT: the recurrent state carried between steps
         self.chars_per_token = self.data.chars_per_token(min(cfg.eval.eval_batches, self.val_stream.per_epoch))
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg.model, len(self.tok)).to(self.device)
-        self.model.setup_tokenizer(self.tok)                               # e.g. a masked LM finds its [MASK] id
+        self.model = self._prepare_model(model if tc.init_from else build_model(cfg.model, len(self.tok)))
         if tc.grad_checkpoint:                              # transformers 5.24 renamed it; older ones lack the new name
             getattr(self.model, 'activation_checkpointing_enable', self.model.gradient_checkpointing_enable)()
         if tc.carry_state and self.model.new_state() is None:
@@ -141,6 +147,19 @@ class Trainer:
         self.step, self.last_ckpt, self.last_eval = 0, None, {}
         if tc.resume: self.resume()
 
+    def _prepare_model(self, model:nn.Module) -> nn.Module:
+        "The model on its device, told its tokenizer, checked against the blocks, under an adapter if asked."
+        from hierlm.finetune import context_limit, add_adapter, is_quantized
+        tc, T = self.cfg.train, self.cfg.data.block_size
+        if not is_quantized(model): model = model.to(self.device)           # a 4-bit base was built on its device
+        model.setup_tokenizer(self.tok)                                    # e.g. a masked LM finds its [MASK] id
+        if tc.init_from and (context_limit(model) or T) < T:
+            raise ConfigError(f"data.block_size={T} is longer than the {context_limit(model)} positions the model "
+                              f"in {tc.init_from} was built for: set data.block_size={context_limit(model)} or less")
+        if tc.adapter != 'none': model = add_adapter(model, tc)
+        if tc.init_from: torch.manual_seed(self.cfg.seed)   # step 1 draws masks and noise as from a fresh seed
+        return model
+
     @property
     def ckpt_dir(self): return self.dir/'checkpoints'
     def checkpoints(self) -> list: return sorted(self.ckpt_dir.glob('step-*')) if self.ckpt_dir.exists() else []
@@ -152,6 +171,9 @@ def save_checkpoint(self:Trainer):
     "Write `checkpoints/step-N` atomically (temp folder + rename) and keep the last `keep_last`."
     final = self.ckpt_dir/f'step-{self.step:07d}'
     sd = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
+    if self.cfg.train.adapter != 'none':           # an adapter's tensors only: resuming loads the base from init_from
+        trains = {n for n, p in self.model.named_parameters() if p.requires_grad}
+        sd = {k: v for k, v in sd.items() if k in trains}
     seen, unique = set(), {}
     for k, v in sd.items():                                               # tied weights are stored once
         if (v.data_ptr(), v.shape) not in seen: seen.add((v.data_ptr(), v.shape)); unique[k] = v
@@ -372,9 +394,8 @@ def finish(self:Trainer):
     val = [m for m in metrics if 'val_loss' in m]
     self.last_eval = val[-1] if val else {}                       # the final validation (`hierlm train` prints it)
     with atomic_dir(self.dir/'final') as tmp, quiet_transformers():
-        self.model.save_pretrained(tmp); self.tok.save_pretrained(tmp)
-        n_params = sum(p.numel() for p in self.model.parameters())
-        (tmp/'README.md').write_text(model_card(self.cfg, self.step, self.last_eval, n_params))
+        self.model.save_pretrained(tmp); self.tok.save_pretrained(tmp)     # under an adapter: the adapter alone
+        (tmp/'README.md').write_text(model_card(self.cfg, self.step, self.last_eval, self.model))
     plot_metrics(metrics, self.dir/'figures'/'loss.png', title=self.cfg.name)
     if self.wandb: self.wandb.finish()
 
@@ -400,21 +421,36 @@ def _progress_line(rec:dict, max_steps:int, step0:int, elapsed:float) -> str:
     return (f"step {rec['step']:>{len(str(max_steps))}}/{max_steps}{loss}{val}  {rec['tokens_per_s']:,.0f} tokens/s  "
             f"elapsed {hms(elapsed)}  left {hms(eta)}")
 
-def model_card(cfg, steps:int, last_eval:dict, n_params:int) -> str:
-    "A short model card: what was trained on what, for how long, how well, and how to load it."
-    a = architecture(cfg.model.arch)
+def model_card(cfg, steps:int, last_eval:dict, model) -> str:
+    "A short model card: what was trained from what, on what, for how long, how well, and how to load it."
+    from hierlm.finetune import auto_class_name, trainable_parameters
+    tc, kind, native = cfg.train, getattr(model, 'kind', 'causal'), hasattr(model.config, 'arch')
+    family = model.config.arch if native else f'{model.config.model_type} (transformers)'
+    trainable, total = trainable_parameters(model)
     what = {'causal': 'causal language model (`generate()`, `hierlm generate`)', 'masked': 'masked language model '
             '(`hierlm generate` fills the `[MASK]` positions of a prompt; no left-to-right writing)',
-            'diffusion': 'block diffusion language model (`hierlm generate` samples it block by block)'}
+            'diffusion': 'block diffusion language model (`hierlm generate` samples it block by block)',
+            'seq2seq': 'sequence-to-sequence model (an encoder reads the input, a decoder writes the output)'}
     ev = ', '.join(f'{k} {v:.4f}' for k, v in last_eval.items() if k.startswith('val_')) or 'not evaluated'
-    return (f"---\nlibrary_name: transformers\ntags: [hierlm, {cfg.model.arch}]\n---\n# {cfg.name}\n\n"
-            f"A hierlm `{cfg.model.arch}` model ({n_params/1e6:.2f}M parameters) trained with hierlm.\n\n"
-            f"- training data: `{describe_corpus(cfg.data)}` ({cfg.data.tokenizer} tokenizer), "
+    start = f"`{tc.init_from}` (its weights and tokenizer)" if tc.init_from else 'a fresh initialisation'
+    tok = "the model's own" if tc.init_from else cfg.data.tokenizer
+    if tc.adapter != 'none':
+        load = (f"This folder holds a {tc.adapter.upper()} adapter (rank {tc.lora_rank}, alpha {tc.lora_alpha}, on "
+                f"{', '.join(tc.lora_targets) or 'the default targets'}), not the base. `hierlm generate` and "
+                f"`hierlm eval` take the folder (base + adapter, `hierlm.finetune.load_pretrained`); `hierlm merge "
+                f"PATH --out DIR` folds it into its base.")
+    else:
+        load = (f"Load it offline with `{auto_class_name(model)}.from_pretrained(path"
+                + (", trust_remote_code=True)`, or without the flag after `import hierlm`, which registers every "
+                   "hierlm model with transformers." if native else ")`."))
+    return (f"---\nlibrary_name: {'peft' if tc.adapter != 'none' else 'transformers'}\ntags: [hierlm, "
+            f"{family.split()[0]}]\n---\n# {cfg.name}\n\n"
+            f"A `{family}` model ({total/1e6:.2f}M parameters, {trainable/1e6:.2f}M trained) trained with hierlm.\n\n"
+            f"- started from: {start}\n"
+            f"- training data: `{describe_corpus(cfg.data)}` ({tok} tokenizer), "
             f"block size {cfg.data.block_size}\n"
-            f"- steps: {steps} (batch {cfg.data.batch_size} × accumulation {cfg.train.grad_accum}, lr {cfg.train.lr}, "
-            f"{cfg.train.optimizer}, {cfg.train.lr_schedule})\n- final validation: {ev}\n\n"
-            f"Load it offline with `{a.auto_class}.from_pretrained(path, trust_remote_code=True)`, or without the flag "
-            f"after `import hierlm`, which registers every hierlm model with transformers. It is a {what[a.kind]}.\n")
+            f"- steps: {steps} (batch {cfg.data.batch_size} × accumulation {tc.grad_accum}, lr {tc.lr}, "
+            f"{tc.optimizer}, {tc.lr_schedule})\n- final validation: {ev}\n\n{load} It is a {what[kind]}.\n")
 
 def plot_metrics(metrics:list, path, title:str=''):
     "Training and validation loss against the step, saved to `path`."

@@ -5,11 +5,11 @@ SAVE = textwrap.dedent("""
     import sys, torch
     from hierlm.core import ARCHITECTURES, model_config_class
     from hierlm.train import build_model
-    for arch in ARCHITECTURES:
+    for arch in [k for k, a in ARCHITECTURES.items() if a.native]:
         torch.manual_seed(0)
         m = build_model(model_config_class(arch)(arch=arch, d_model=32, n_layers=2, n_heads=2, block_size=32), 40)
         m.save_pretrained(f'{sys.argv[1]}/{arch}')
-    print(' '.join(ARCHITECTURES))
+    print(' '.join(k for k, a in ARCHITECTURES.items() if a.native))
 """)
 
 LOAD = textwrap.dedent("""

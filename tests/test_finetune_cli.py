@@ -1,0 +1,35 @@
+"`hierlm train` from a trained model with LoRA and QLoRA, then `generate`, `eval` and `merge` on the adapter (issue 18)."
+import json, subprocess, sys, tempfile
+from pathlib import Path
+
+HIERLM = str(Path(sys.executable).parent/'hierlm')
+
+def hierlm(*args, ok=True):
+    r = subprocess.run([HIERLM, *map(str, args)], capture_output=True, text=True)
+    assert (r.returncode == 0) == ok, f'hierlm {" ".join(map(str, args))}: rc {r.returncode}\n{r.stdout[-2000:]}{r.stderr[-3000:]}'
+    return r
+
+def test_lora_and_qlora_from_the_command_line():
+    with tempfile.TemporaryDirectory() as t:
+        short = ['train.max_steps=8', 'eval.eval_every=8', 'train.warmup_steps=1', f'data.cache_dir={t}/cache']
+        hierlm('train', 'synthetic-tiny', '--out', f'{t}/base', *short)
+        for adapter in ('lora', 'qlora'):
+            run = f'{t}/{adapter}'
+            out = hierlm('train', 'synthetic-tiny', '--out', run, f'train.init_from={t}/base', f'train.adapter={adapter}',
+                         'train.lr=1e-2', *short).stdout
+            assert 'final validation' in out, out
+            final = Path(run)/'final'
+            assert (final/'adapter_config.json').exists() and not (final/'model.safetensors').exists()
+            assert f'{adapter.upper()} adapter' in (final/'README.md').read_text()
+            g = hierlm('generate', run, '--prompt', 'Ka', '--max-tokens', '12', '--temperature', '0').stdout
+            assert g.startswith('Ka'), g
+            e = hierlm('eval', run, '--limit', '2').stdout
+            assert 'perplexity' in e and (final/'eval'/'perplexity-test.json').exists(), e
+            hierlm('merge', run, '--out', f'{t}/{adapter}-merged')
+            merged = hierlm('generate', f'{t}/{adapter}-merged', '--prompt', 'Ka', '--max-tokens', '12',
+                            '--temperature', '0').stdout
+            assert merged == g, (merged, g)                   # base + adapter and the merged model write the same text
+            assert json.loads((Path(f'{t}/{adapter}-merged')/'config.json').read_text())['arch'] == 'decoder'
+        assert 'nothing to merge' in hierlm('merge', f'{t}/base', '--out', f'{t}/x', ok=False).stderr
+        err = hierlm('train', 'synthetic-tiny', '--out', f'{t}/hub', 'train.init_from=gpt2', ok=False).stderr
+        assert 'hierlm never downloads' in err and err.count('\n') == 1, err
