@@ -35,6 +35,9 @@ class PackedBlocks(Dataset):
         s = i * self.stride
         chunk = torch.from_numpy(np.asarray(self.split.tokens[s:s + self.T + 1], dtype=np.int64))
         out = {'input_ids': chunk[:-1], 'targets': chunk[1:]}
+        if self.split.loss_mask is not None:                             # pairs: only the completions are targets
+            learned = torch.from_numpy(np.array(self.split.loss_mask[s + 1:s + self.T + 1], dtype=bool))
+            out['targets'] = out['targets'].masked_fill(~learned, -100)
         if self.split.levels is not None:
             lev = torch.from_numpy(np.asarray(self.split.levels[:, s:s + self.T], dtype=np.int64))
             out['level_ids'] = lev - lev[:, :1]                      # (3, T), first unit of the block is 0
@@ -212,6 +215,7 @@ class TrainData:
     def chars_per_token(self, n_batches:int) -> float:
         "Characters per token of the first `n_batches` validation batches (bits per character use it)."
         tg = torch.cat([self.valid.batch_at(i)['targets'].flatten() for i in range(n_batches)])
+        tg = tg[tg >= 0]                                                     # pairs: only what is learned counts
         return len(self.tokenizer.decode(tg.tolist())) / max(1, len(tg))
 
 # %% ../nbs/01c_batching.ipynb #6cd8b87b
@@ -272,7 +276,7 @@ def training_data(cfg, # a `Config`: its data section, seed and train.carry_stat
     for k, ((c, w), b) in enumerate(zip(comps, bundles)):
         if b is None: rows, valid, what = _streamed(c, tok, T)
         else:
-            keep = lambda sp: sp if levels else TokenSplit(sp.tokens)
+            keep = lambda sp: sp if levels else TokenSplit(sp.tokens, loss_mask=sp.loss_mask)
             train_blocks, valid = PackedBlocks(keep(b.splits['train']), T), PackedBlocks(keep(b.splits['valid']), T)
             rows = ShuffledRows(train_blocks, _seed(seed, 'rows', k))
             what = (f"train {len(b.splits['train']):,} tokens ({len(train_blocks):,} blocks), valid "

@@ -160,14 +160,15 @@ def cmd_eval(args):
     dcfg, metrics, errors = _eval_data(p, args), {}, {}
     for task in args.task or ['perplexity']:
         try: res = evaluate_task(model, tok, task, dcfg, args.split, args.limit, args.seed, progress=True,
-                                 samples=args.samples)
+                                 samples=args.samples, shots=args.shots)
         except EvalError as e: raise UsageError(f'{task}: {e}') from None
         rows, metrics[task] = res.pop('rows', []), res
-        if rows: errors[task] = _eval_errors(task, rows, p/'eval'/f'{task}-{args.split}-errors.png')
-        out = {'model': str(p), 'task': task, 'split': args.split, 'limit': args.limit,
+        name = f"{task}-{args.split}{f'-{args.shots}shot' if args.shots else ''}"   # k-shot results beside 0-shot
+        if rows: errors[task] = _eval_errors(task, rows, p/'eval'/f'{name}-errors.png')
+        out = {'model': str(p), 'task': task, 'split': args.split, 'limit': args.limit, 'shots': args.shots,
                'metrics': results_json({task: res})[task],
                'errors': results_json(errors)[task] if task in errors else None, 'rows': rows}
-        atomic_write_text(p/'eval'/f'{task}-{args.split}.json', json.dumps(out, indent=1, default=str))
+        atomic_write_text(p/'eval'/f'{name}.json', json.dumps(out, indent=1, default=str))
     print(results_table(metrics))
     if errors: print('\nerrors by category (error_analysis; a share or a mean, with its 95% interval):\n'
                      + results_table(errors))
@@ -265,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--samples', type=number(int, 0), default=0,
                    help='arith, gsm8k: also pass@1 and pass@N from N sampled answers per problem (0: greedy only)')
     e.add_argument('--seed', type=int, default=0, help='seeds the masks of masked LMs and the noise of diffusion LMs')
+    e.add_argument('--shots', type=number(int, 0), default=0,
+                   help='sst2, dialogsum: prompt with this many solved training examples first (seeded by --seed)')
     e.add_argument('--harness', action='append', choices=[t.removeprefix('hierlm_') for t in HARNESS_TASKS],
                    help="run this lm-evaluation-harness task instead (repeatable; hierlm's local task files, offline)")
     e.set_defaults(func=cmd_eval)

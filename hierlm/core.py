@@ -82,7 +82,8 @@ class DataConfig:
     tokenizer: str = 'char'            # `bytes`, `char`, `bpe`, `gpt2`, or a local folder holding a HF tokenizer
     vocab_size: int = 0                # BPE only: vocabulary size to train
     data_dir: Optional[str] = None     # folder with the built-in corpora; default: $HIERLM_DATA
-    text_field: str = 'text'           # jsonl / HF datasets: the field that holds the text
+    text_field: str = 'text'           # jsonl / HF datasets: the field that holds the text (pairs: the prompt)
+    completion_field: str = ''         # jsonl: the field of each line's completion; set, lines are prompt -> completion
     val_fraction: float = 0.1          # the last fraction of the token stream is validation
     block_size: int = 256              # tokens per example
     batch_size: int = 32               # examples per batch
@@ -103,9 +104,9 @@ class DataConfig:
     # streamed corpora: validation blocks (of `hf_val_split`, else held out first)
     val_blocks: int = 256
 
-    MIXTURE_KEYS = ('corpus', 'weight', 'data_dir', 'text_field', 'val_fraction', 'synthetic_docs',
-                    'synthetic_registers', 'hf_config', 'hf_split', 'hf_val_split', 'hf_data_files', 'streaming',
-                    'val_blocks')   # what a mixture entry may set: its corpus, its share, how to read it
+    MIXTURE_KEYS = ('corpus', 'weight', 'data_dir', 'text_field', 'completion_field', 'val_fraction',
+                    'synthetic_docs', 'synthetic_registers', 'hf_config', 'hf_split', 'hf_val_split', 'hf_data_files',
+                    'streaming', 'val_blocks')   # what a mixture entry may set: its corpus, its share, how to read it
     HF_FIELDS = ('hf_config', 'hf_split', 'hf_val_split', 'hf_data_files', 'streaming')
 
     def __post_init__(self): self.validate()

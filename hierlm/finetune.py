@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 import torch, torch.nn as nn
-from .core import ConfigError, ModelConfig, ARCHITECTURES, quiet_transformers, atomic_dir, _closest
+from .core import ConfigError, ModelConfig, ARCHITECTURES, quiet_transformers, atomic_dir, _closest, list_presets
 from .modeling import LossOutput, lm_loss, register_families
 
 # %% ../nbs/10a_finetune.ipynb #6d1c51c8
@@ -29,6 +29,8 @@ class ModelFolderError(ConfigError):
 def _not_a_folder(path:str) -> str:
     "Why `path`, which is no folder here, is refused; a name that looks like the hub's is never downloaded."
     msg = f'{path}: no such run directory or model folder'
+    if Path(path).name in list_presets():                              # e.g. a preset's default base, runs/base-gpt2
+        return msg + f" (it is where `hierlm train {Path(path).name}` writes its run: train that first)"
     if re.fullmatch(r'[A-Za-z0-9][\w.-]*(/[\w.-]+)?', path):
         msg += (". If it is a Hugging Face hub name: hierlm never downloads. On a machine with access, save the model "
                 "and its tokenizer with `save_pretrained(DIR)`, copy DIR here and pass that folder")

@@ -123,8 +123,9 @@ class Trainer:
             raise ConfigError(f"train.adapter={tc.adapter} trains an adapter over a pretrained model: set "
                               f"train.init_from to its folder (a run directory, its final/, a transformers model)")
         if tc.init_from:                                  # finetune: the folder's weights and tokenizer, step 0
-            from hierlm.finetune import load_pretrained
-            model, tok = load_pretrained(tc.init_from, quantize=tc.adapter == 'qlora', device=self.device)
+            from hierlm.finetune import load_pretrained, ModelFolderError
+            try: model, tok = load_pretrained(tc.init_from, quantize=tc.adapter == 'qlora', device=self.device)
+            except ModelFolderError as e: raise ModelFolderError(f"train.init_from: {e}") from None
         self.data = training_data(cfg, tok if tc.init_from else None)       # one corpus, a mixture or a stream
         self.tok = self.data.tokenizer
         if tc.carry_state and tc.seq_len_warmup:

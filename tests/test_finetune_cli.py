@@ -1,5 +1,7 @@
 "`hierlm train` from a trained model with LoRA and QLoRA, then `generate`, `eval` and `merge` on the adapter (issue 18)."
 import json, subprocess, sys, tempfile
+import pytest
+from hierlm.corpora import have_data
 from pathlib import Path
 
 HIERLM = str(Path(sys.executable).parent/'hierlm')
@@ -33,3 +35,29 @@ def test_lora_and_qlora_from_the_command_line():
         assert 'nothing to merge' in hierlm('merge', f'{t}/base', '--out', f'{t}/x', ok=False).stderr
         err = hierlm('train', 'synthetic-tiny', '--out', f'{t}/hub', 'train.init_from=gpt2', ok=False).stderr
         assert 'hierlm never downloads' in err and err.count('\n') == 1, err
+
+MAKE_GPT2 = """
+import sys, torch
+from transformers import GPT2Config, GPT2LMHeadModel
+from hierlm.tokenizers import gpt2_tokenizer
+tok = gpt2_tokenizer(); torch.manual_seed(0)
+GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, n_positions=256)).save_pretrained(sys.argv[1])
+tok.save_pretrained(sys.argv[1])
+"""
+
+@pytest.mark.skipif(not have_data('sst2'), reason='needs $HIERLM_DATA (sst2)')
+def test_task_presets_over_a_transformers_gpt2():
+    "sst2-lora and arith-lora over a locally saved GPT-2 (GPT-2's BPE), then 0-shot and 2-shot SST-2 scoring."
+    with tempfile.TemporaryDirectory() as t:
+        subprocess.run([sys.executable, '-c', MAKE_GPT2, f'{t}/gpt2'], check=True, capture_output=True)
+        short = [f'train.init_from={t}/gpt2', 'train.max_steps=4', 'eval.eval_every=4', 'eval.eval_batches=1',
+                 'train.warmup_steps=1', f'data.cache_dir={t}/cache']
+        hierlm('train', 'sst2-lora', '--out', f'{t}/sst2', *short)
+        zero = hierlm('eval', f'{t}/sst2', '--task', 'sst2', '--limit', '16').stdout
+        two = hierlm('eval', f'{t}/sst2', '--task', 'sst2', '--limit', '16', '--shots', '2').stdout
+        assert 'accuracy' in zero and 'accuracy' in two, zero + two
+        res = json.loads((Path(t)/'sst2'/'final'/'eval'/'sst2-test-2shot.json').read_text())
+        assert res['shots'] == 2 and len(res['rows']) == 16
+        assert (Path(t)/'sst2'/'final'/'eval'/'sst2-test.json').exists()
+        out = hierlm('train', 'arith-lora', '--out', f'{t}/arith', '--eval-records', '8', *short).stdout
+        assert 'exact match:' in out and '/8 arith test problems, greedy' in out, out
