@@ -25,8 +25,9 @@ def test_lora_and_qlora_from_the_command_line():
             assert f'{adapter.upper()} adapter' in (final/'README.md').read_text()
             g = hierlm('generate', run, '--prompt', 'Ka', '--max-tokens', '12', '--temperature', '0').stdout
             assert g.startswith('Ka'), g
-            e = hierlm('eval', run, '--limit', '2').stdout
-            assert 'perplexity' in e and (final/'eval'/'perplexity-test.json').exists(), e
+            if adapter == 'lora':                             # the same loading path for both: score one of them
+                e = hierlm('eval', run, '--limit', '2').stdout
+                assert 'perplexity' in e and (final/'eval'/'perplexity-test.json').exists(), e
             hierlm('merge', run, '--out', f'{t}/{adapter}-merged')
             merged = hierlm('generate', f'{t}/{adapter}-merged', '--prompt', 'Ka', '--max-tokens', '12',
                             '--temperature', '0').stdout
