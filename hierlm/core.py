@@ -249,6 +249,7 @@ def _coerce(v, tp, key:str, src:str):
         raise bad()
     if origin is Literal:
         if v in args: return v
+        if v is None and 'none' in args: return 'none'                    # `key=none` reads as YAML's null
         raise ConfigError(f"{src}: '{key}' should be {_type_name(tp)}, got {v!r}{_closest(v, args)}")
     if origin in (list, tuple):
         if not isinstance(v, (list, tuple)): raise bad()

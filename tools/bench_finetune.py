@@ -1,0 +1,97 @@
+#!/usr/bin/env python
+"""Finetuning on this machine -> benchmarks/finetune_<device>.md (issue 18's table)
+
+For each task (`--tasks`: sst2, arith, dialogsum) over one base model folder (`--base`, e.g. a `hierlm train base-gpt2`
+run): prompting (zero-shot and `--shots`-shot; the record task arith has no room for examples in its fixed slots),
+a full finetune, LoRA and QLoRA, each trained by `hierlm`'s trainer in its own process from the task's preset
+(`<task>-lora`) for `--steps` steps. Each row: the task metric on the test split (`hierlm eval`'s `evaluate_task`,
+with its 95% bootstrap interval), trainable parameters, the training process's peak resident memory (ru_maxrss:
+weights, optimizer, activations, and torch itself) and its wall time.
+
+    HIERLM_DATA=../shared/data python tools/bench_finetune.py --base runs/base-gpt2 [--steps 300] [--limit 200]
+    python tools/bench_finetune.py --smoke      # a random tiny GPT-2 as the base, 4 steps: checks the script, prints only
+"""
+import argparse, json, os, subprocess, sys, tempfile, time
+from pathlib import Path
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+METRIC = {'sst2': 'accuracy', 'arith': 'exact_match', 'dialogsum': 'rougeL'}
+LR = {'none': 3e-4, 'lora': 1e-3, 'qlora': 1e-3}               # a full finetune moves every weight: a smaller step
+CHILD = """
+import json, resource, sys, time
+from hierlm.core import load_config
+from hierlm.train import Trainer
+from hierlm.finetune import trainable_parameters
+cfg = load_config(sys.argv[1], sys.argv[3:])
+t0 = time.time(); tr = Trainer(cfg, sys.argv[2]).fit(progress='none')
+print('RESULT', json.dumps({'wall': time.time() - t0, 'trainable': trainable_parameters(tr.model),
+                            'peak_rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+TINY_BASE = """
+import sys, torch
+from transformers import GPT2Config, GPT2LMHeadModel
+from hierlm.tokenizers import gpt2_tokenizer
+tok = gpt2_tokenizer(); torch.manual_seed(0)
+GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, n_positions=256)).save_pretrained(sys.argv[1])
+tok.save_pretrained(sys.argv[1])
+"""
+
+def train(task, base, adapter, steps, out, extra):
+    "Train `<task>-lora` over `base` with `adapter` in a child process: its wall time, trainable count and peak RSS."
+    args = [f'train.init_from={base}', f'train.adapter={adapter}', f'train.max_steps={steps}', f'train.lr={LR[adapter]}',
+            f'eval.eval_every={steps}', *extra]
+    r = subprocess.run([sys.executable, '-c', CHILD, f'{task}-lora', str(out), *args], capture_output=True, text=True)
+    if r.returncode: sys.exit(f'{task} {adapter} failed:\n{r.stderr[-3000:]}')
+    return json.loads(next(l for l in r.stdout.splitlines() if l.startswith('RESULT'))[7:])
+
+def score(task, folder, dcfg, limit, shots=0):
+    "The task metric of a model folder on the test split, as a `Score`."
+    from hierlm.finetune import load_pretrained
+    from hierlm.evaluate import evaluate_task
+    model, tok = load_pretrained(folder)
+    return evaluate_task(model, tok, task, dcfg, 'test', limit, shots=shots)[METRIC[task]]
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--base'); ap.add_argument('--tasks', nargs='+', default=['sst2', 'arith'])
+    ap.add_argument('--steps', type=int, default=300); ap.add_argument('--limit', type=int, default=200)
+    ap.add_argument('--shots', type=int, default=4); ap.add_argument('--smoke', action='store_true')
+    a = ap.parse_args()
+    torch.set_num_threads(2); os.environ.setdefault('HF_HUB_OFFLINE', '1')
+    from hierlm.core import load_config
+    work = Path(tempfile.mkdtemp())
+    extra = [f'data.cache_dir={work}/cache'] + (['eval.eval_batches=1'] if a.smoke else [])
+    if a.smoke:
+        subprocess.run([sys.executable, '-c', TINY_BASE, f'{work}/base'], check=True, capture_output=True)
+        a.base, a.steps, a.limit = f'{work}/base', 4, 16
+    if not a.base: ap.error('--base: a model folder to start from (e.g. runs/base-gpt2), or --smoke')
+    rows = []
+    for task in a.tasks:
+        dcfg = load_config(f'{task}-lora', [f'data.cache_dir={work}/cache']).data
+        prompts = [0] + ([a.shots] if task != 'arith' else [])
+        for k in prompts:
+            s = score(task, a.base, dcfg, a.limit, k)
+            rows.append((task, f'prompting, {k}-shot', s, 0, None, None))
+            print(rows[-1], flush=True)
+        for adapter in ('none', 'lora', 'qlora'):
+            r = train(task, a.base, adapter, a.steps, work/f'{task}-{adapter}', extra)
+            s = score(task, work/f'{task}-{adapter}', dcfg, a.limit)
+            name = {'none': 'full finetune', 'lora': 'LoRA (r=8)', 'qlora': 'QLoRA (r=8, NF4 base)'}[adapter]
+            rows.append((task, name, s, r['trainable'][0], r['peak_rss'], r['wall']))
+            print(rows[-1], flush=True)
+    lines = [f"**Finetuning** over `{a.base}` ({a.steps} steps each, the `<task>-lora` presets; test split, first {a.limit} "
+             f"examples; prompting: {a.shots}-shot examples drawn with a fixed seed from the training pairs; "
+             f"torch {torch.__version__}, 2 threads):", '',
+             '| task | method | metric [95% interval] | trainable parameters | peak memory (RSS) | train time |',
+             '|---|---|---|---:|---:|---:|']
+    for task, name, s, n, rss, wall in rows:
+        lines.append(f"| {task} | {name} | {METRIC[task]} {s.value:.3f} [{s.lo:.3f}, {s.hi:.3f}] | "
+                     f"{n:,} | {f'{rss / 2**30:.2f} GiB' if rss else '-'} | {f'{wall:.0f} s' if wall else '-'} |")
+    text = '\n'.join(lines)
+    print(text)
+    if not a.smoke:
+        out = ROOT/'benchmarks'/f'finetune_{"cuda" if torch.cuda.is_available() else "cpu"}.md'
+        out.write_text(f'Finetuning benchmarks on this machine.\n\n{text}\n'); print(f'wrote {out}')
+
+if __name__ == '__main__': main()
