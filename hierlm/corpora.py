@@ -310,12 +310,16 @@ def task_pairs(corpus:str, # 'sst2' or 'dialogsum'
     dev = [pair(r) for r in load_dialogsum('valid', path)]
     return {'train': dev[:450], 'valid': dev[450:], 'test': [pair(r) for r in load_dialogsum('test', path)]}
 
+def _jsonl_records(path) -> Iterator[tuple]:
+    "`(line number, record)` of each non-blank line of a .jsonl file."
+    with open(path, encoding='utf-8') as f:
+        for i, line in enumerate(f, 1):
+            if line.strip(): yield i, json.loads(line)
+
 def read_jsonl_pairs(path, prompt_field:str='prompt', completion_field:str='completion') -> list:
     "`{prompt, completion}` records of a .jsonl file; a line without either field is an error naming it."
     out = []
-    for i, line in enumerate(Path(path).read_text(encoding='utf-8').splitlines(), 1):
-        if not line.strip(): continue
-        r = json.loads(line)
+    for i, r in _jsonl_records(path):
         if prompt_field not in r or completion_field not in r:
             raise CorpusError(f"{path}:{i} has no {prompt_field!r} or {completion_field!r} field (data.text_field and "
                               f"data.completion_field name them); it has {', '.join(map(repr, r))}")
@@ -342,14 +346,11 @@ def read_text_file(path) -> list:
 def read_jsonl_texts(path, text_field:str='text') -> list:
     "One text per jsonl record, from field `text_field` (an error names the first record without it)."
     out = []
-    with open(path, encoding='utf-8') as f:
-        for i, line in enumerate(f):
-            if not line.strip(): continue
-            rec = json.loads(line)
-            if text_field not in rec:
-                raise ConfigError(f"{path}:{i+1}: record has no field {text_field!r} (fields: {', '.join(rec)}); "
-                                  f"set data.text_field")
-            out.append(rec[text_field])
+    for i, rec in _jsonl_records(path):
+        if text_field not in rec:
+            raise ConfigError(f"{path}:{i}: record has no field {text_field!r} (fields: {', '.join(rec)}); "
+                              f"set data.text_field")
+        out.append(rec[text_field])
     return out
 
 # %% ../nbs/01b_corpora.ipynb #86ba68ee
@@ -646,8 +647,8 @@ def prepare_data(dcfg:DataConfig, seed:int=0,
             save_npy_atomic(paths['train'][0], ids[:n_train]); save_npy_atomic(paths['valid'][0], ids[n_train:])
         else:
             for s in split_names: save_npy_atomic(paths[s][0], _encode_texts(tokenizer, corpus[s], dtype))
-    side = lambda q: np.load(q, mmap_mode='r')
-    splits = {s: TokenSplit(np.load(p, mmap_mode='r'), side(q) if structured else None, side(q) if pairs else None)
+    load = lambda f: np.load(f, mmap_mode='r')
+    splits = {s: TokenSplit(load(p), load(q) if structured else None, load(q) if pairs else None)
               for s, (p, q) in paths.items()}
     return DataBundle(tokenizer, splits, list(split_names) if hit else [])
 

@@ -174,13 +174,21 @@ def context_limit(model) -> Optional[int]:
     names = ('block_size', 'max_position_embeddings', 'n_positions')
     return next((getattr(c, n) for n in names if getattr(c, n, None)), None)
 
+def _auto_class(arch:Optional[str], encoder_decoder:bool) -> str:
+    "The Auto class of a hierlm family `arch`, or of a transformers model (None) that is or is not an encoder-decoder."
+    if arch in ARCHITECTURES: return ARCHITECTURES[arch].auto_class
+    return 'AutoModelForSeq2SeqLM' if encoder_decoder else 'AutoModelForCausalLM'
+
 def auto_class_name(model) -> str:
     "The transformers Auto class that loads `model`'s saved folder."
-    a = ARCHITECTURES.get(getattr(model.config, 'arch', None))
-    if a: return a.auto_class
-    return 'AutoModelForSeq2SeqLM' if is_seq2seq(model) else 'AutoModelForCausalLM'
+    return _auto_class(getattr(model.config, 'arch', None), is_seq2seq(model))
 
 # %% ../nbs/10a_finetune.ipynb #7048ca4a
+def _load_tokenizer(p:Path):
+    "The tokenizer saved in model folder `p`."
+    import transformers
+    return _load('tokenizer', p, lambda: transformers.AutoTokenizer.from_pretrained(p, local_files_only=True))
+
 def _nf4_config():
     "bitsandbytes 4-bit NF4, double quantisation, fp32 compute (QLoRA, Dettmers et al. 2023)."
     from transformers import BitsAndBytesConfig
@@ -201,10 +209,9 @@ def load_pretrained(path, # a run directory, a hierlm or transformers model fold
     register_families()                                                     # every hierlm family, with transformers
     if (p/'adapter_config.json').exists(): return _load_adapter(p, quantize, device)
     cfg = _load('config.json', p, lambda: json.loads((p/'config.json').read_text()))
-    a = ARCHITECTURES.get(cfg.get('arch'))                                  # None: a transformers model folder
-    auto = a.auto_class if a else 'AutoModelForSeq2SeqLM' if cfg.get('is_encoder_decoder') else 'AutoModelForCausalLM'
+    auto = _auto_class(cfg.get('arch'), bool(cfg.get('is_encoder_decoder')))   # no arch: a transformers model
     kw = dict(quantization_config=_nf4_config(), device_map={'': str(device or 'cpu')}) if quantize else {}
-    tok = _load('tokenizer', p, lambda: transformers.AutoTokenizer.from_pretrained(p, local_files_only=True))
+    tok = _load_tokenizer(p)
     model = _load('model', p, lambda: getattr(transformers, auto).from_pretrained(str(p.resolve()),
                                                                                   local_files_only=True, **kw))
     if quantize and not is_quantized(model):
@@ -215,14 +222,12 @@ def load_pretrained(path, # a run directory, a hierlm or transformers model fold
 def _load_adapter(p:Path, quantize:bool, device) -> tuple:
     "An adapter folder: the base model its adapter_config.json names, with the adapter on it."
     from peft import PeftModel
-    import transformers
     base = json.loads((p/'adapter_config.json').read_text()).get('base_model_name_or_path')
     if not base or not Path(base).is_dir():
         raise ModelFolderError(f"{p} is an adapter whose base model ({base!r}) is not a folder here: put the base "
                                f"there, or set base_model_name_or_path in {p/'adapter_config.json'} to where it is")
     model, _ = load_pretrained(base, quantize, device)
-    tok = _load('tokenizer', p, lambda: transformers.AutoTokenizer.from_pretrained(p, local_files_only=True))
-    return _load('adapter', p, lambda: PeftModel.from_pretrained(model, str(p))).eval(), tok
+    return _load('adapter', p, lambda: PeftModel.from_pretrained(model, str(p))).eval(), _load_tokenizer(p)
 
 # %% ../nbs/10a_finetune.ipynb #b2582073
 LORA_TARGETS = {'decoder': ['q_proj', 'k_proj', 'v_proj', 'o_proj'], 'lht': ['q_proj', 'k_proj', 'v_proj', 'o_proj'],

@@ -110,11 +110,10 @@ def _cache_for(model, sc:SamplingConfig, mask:torch.Tensor):
     if not sc.use_cache: return None
     state = model.new_state() if hasattr(model, 'new_state') else None
     if state is not None: return state
-    if getattr(model.config, 'arch', None) is None:               # transformers' own model (GPT-2, Llama): its cache
-        if sc.window: raise ValueError(f"sc.window: {type(model).__name__} has no rolling KV cache (the decoder has one)")
-        from transformers import DynamicCache
+    if not sc.window:
+        if getattr(model.config, 'arch', None) is not None: return KVCache()
+        from transformers import DynamicCache                      # transformers' own model (GPT-2, Llama): its cache
         return DynamicCache()
-    if not sc.window: return KVCache()
     if not hasattr(model, 'streaming_cache'):
         raise ValueError(f"sc.window: {type(model).__name__} has no rolling KV cache (the decoder has one)")
     if bool((mask == 0).any()):
