@@ -199,6 +199,8 @@ class TrainConfig:
     lora_dropout: float = 0.05         # dropout on the adapter's input
     # layer (or BDH parameter) names the adapter wraps; empty: the family's defaults (hierlm.finetune.LORA_TARGETS)
     lora_targets: list[str] = field(default_factory=list)
+    # lm: the model's own LM head; classify: a linear head on the prompt's last token, one class per completion
+    head: Literal['lm', 'classify'] = 'lm'
 
 @dataclass
 class EvalConfig:

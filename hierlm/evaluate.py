@@ -7,7 +7,7 @@ Docs: https://hierlm.github.io/hierlm/evaluate.html.md"""
 # %% auto #0
 __all__ = ['ROUGE_TYPES', 'MEASURES', 'TASKS', 'HARNESS_TASKS', 'NEGATIONS', 'Score', 'bootstrap', 'mean_score',
            'perplexity_metrics', 'accuracy', 'precision_recall_f1', 'exact_match', 'pass_at_k', 'pass_at_k_score',
-           'best_rouge', 'rouge', 'EvalError', 'batch_loss', 'split_blocks', 'corpus_perplexity',
+           'best_rouge', 'rouge', 'EvalError', 'batch_loss', 'scored_targets', 'split_blocks', 'corpus_perplexity',
            'continuation_logprobs', 'sst2_eval', 'dialogsum_eval', 'fewshot_prefix', 'completion_eval', 'records_eval',
            'records_pass_at_k', 'evaluate_task', 'results_table', 'results_json', 'harness_dialogsum_rouge',
            'write_harness_tasks', 'run_harness', 'arithmetic_slips', 'answer_error', 'sentiment_errors',
@@ -25,6 +25,7 @@ from .core import DataConfig, atomic_write_text, save_figure
 from .corpora import (builtin_path, document_pieces, load_corpus, load_wikitext2, prepare_data, task_pairs,
                            PAIRS)
 from .batching import PackedBlocks, _stack
+from .finetune import seq2seq_split
 from .generate import SamplingConfig, generate, prompt_ids, unknown_characters
 from .tokenizers import end_token_id
 from .modeling import evaluating
@@ -148,13 +149,19 @@ from .corpora import load_sst2, load_dialogsum, SST2_PROMPT, SST2_WORDS, DIALOGS
 
 # %% ../nbs/11_evaluate.ipynb #110f7742
 MEASURES = {'causal': 'exact next-token likelihood', 'masked': 'MLM loss on seeded masks (a pseudo-likelihood)',
-            'diffusion': 'NELBO: an upper bound on the NLL'}
+            'diffusion': 'NELBO: an upper bound on the NLL',
+            'seq2seq': "exact likelihood of the completion (text: a block's second half) given the encoder's input"}
 
 def batch_loss(model, batch:dict) -> torch.Tensor:
     "Mean loss per token of `batch`: the contract's `training_loss`, or next-token NLL of a transformers model."
     if hasattr(model, 'training_loss'): return model.training_loss(batch).loss.float()
     logits = model(input_ids=batch['input_ids']).logits                   # (B, T, V)
     return F.cross_entropy(logits.flatten(0, 1).float(), batch['targets'].flatten())
+
+def scored_targets(model, batch:dict) -> torch.Tensor:
+    "The target ids a batch's loss averages over: a pair's completions, an encoder-decoder's labels, or every target."
+    t = seq2seq_split(batch)['labels'] if getattr(model, 'kind', '') == 'seq2seq' else batch['targets']
+    return t[t != -100]                                                     # (N,)
 
 def split_blocks(dcfg:DataConfig, tok, split:str='test', seed:int=0) -> PackedBlocks:
     "The `(T,)` blocks of one split of a config's corpus, in order, tokenized by `tok` (the model's own)."
@@ -174,6 +181,9 @@ def corpus_perplexity(model, tok,
                      ) -> dict:
     "Loss, perplexity and bits per token and per character of `model` on a split, and what the number measures."
     from tqdm.auto import tqdm
+    if getattr(model, 'kind', '') == 'classifier':
+        raise EvalError("a classification head gives class probabilities, not a likelihood of text: score it on its "
+                        "task (--task sst2, or --task pairs for your own classes)")
     blocks = split_blocks(dcfg, tok, split, seed)
     n = len(blocks) if max_blocks is None else min(max_blocks, len(blocks))
     nll, n_tok, n_chars, losses = 0.0, 0, 0, []
@@ -182,10 +192,10 @@ def corpus_perplexity(model, tok,
         for i in tqdm(range(0, n, batch_size), desc=f'{split} perplexity', disable=not progress):
             rows = _stack([blocks[j] for j in range(i, min(n, i + batch_size))])
             batch = {k: v.to(model.device) for k, v in rows.items()}
-            k = batch['targets'].numel()
+            scored = scored_targets(model, batch)
             losses.append(batch_loss(model, batch).item())
-            nll += losses[-1] * k; n_tok += k
-            n_chars += len(tok.decode(batch['targets'].flatten().tolist()))
+            nll += losses[-1] * len(scored); n_tok += len(scored)
+            n_chars += len(tok.decode(scored.tolist()))
     m, ci = perplexity_metrics(nll, n_tok, n_chars), mean_score(losses)                # the interval: over batches
     scale = {'loss': lambda l: l, 'perplexity': lambda l: math.exp(min(l, 50)),
              'bits_per_token': lambda l: l / math.log(2),
@@ -196,9 +206,10 @@ def corpus_perplexity(model, tok,
 # %% ../nbs/11_evaluate.ipynb #75424003
 from .finetune import context_limit as _context_limit      # the longest sequence the model was built for
 
-def _causal_only(model, task:str):
+def _causal_only(model, task:str, seq2seq:bool=False):
+    "An `EvalError` unless `model` is a causal LM (or, where the task generates text, `seq2seq`, an encoder-decoder)."
     kind = getattr(model, 'kind', 'causal')
-    if kind != 'causal':
+    if kind != 'causal' and not (seq2seq and kind == 'seq2seq'):
         raise EvalError(f"task {task} scores what a causal LM writes or how likely it finds a continuation; this is "
                         f"a {kind} model: evaluate its perplexity (--task perplexity) or, for a diffusion LM, a record "
                         f"task (arith, gsm8k)")
@@ -236,12 +247,18 @@ def sst2_eval(model, tok,
               progress:bool=False,
               prefix:str='', # before every prompt: k-shot exemplars (`fewshot_prefix`)
              ) -> dict:
-    "SST-2 by label-word likelihood: accuracy and F1 (positive class and macro), each with its interval."
+    "SST-2 by label-word likelihood (or a classification head): accuracy and F1 (positive and macro), with intervals."
     from tqdm.auto import tqdm
-    _causal_only(model, 'sst2')
-    _encodable(tok, ' '.join(s for s, _ in pairs[:200]) + template + ''.join(words), 'sst2')
-    pred = [int(continuation_logprobs(model, tok, prefix + template.format(sentence=s), words).argmax())
-            for s, _ in tqdm(pairs, desc='sst2', disable=not progress)]
+    if getattr(model, 'kind', '') == 'classifier':                        # a head trained on the label words
+        if sorted(model.classes) != sorted(words):
+            raise EvalError(f"this classification head's classes are {model.classes}, not SST-2's {list(words)}")
+        prompts = [prefix + template.format(sentence=s) for s, _ in pairs]
+        pred = [list(words).index(c) for c in model.predict(tok, prompts)]
+    else:
+        _causal_only(model, 'sst2')
+        _encodable(tok, ' '.join(s for s, _ in pairs[:200]) + template + ''.join(words), 'sst2')
+        pred = [int(continuation_logprobs(model, tok, prefix + template.format(sentence=s), words).argmax())
+                for s, _ in tqdm(pairs, desc='sst2', disable=not progress)]
     gold = [l for _, l in pairs]
     prf, macro = precision_recall_f1(pred, gold), precision_recall_f1(pred, gold, average='macro')
     rows = [{'sentence': s, 'label': g, 'predicted': p} for (s, g), p in zip(pairs, pred)]
@@ -257,9 +274,10 @@ def dialogsum_eval(model, tok,
                   ) -> dict:
     "Greedy summaries of each dialogue (its end kept when it is longer than the model's context), and ROUGE."
     from tqdm.auto import tqdm
-    _causal_only(model, 'dialogsum')
+    _causal_only(model, 'dialogsum', seq2seq=True)
     _encodable(tok, ' '.join(r['dialogue'] for r in records[:50]) + template, 'dialogsum')
-    keep = (_context_limit(model) or 10**9) - max_new_tokens
+    room = 0 if getattr(model, 'kind', '') == 'seq2seq' else max_new_tokens     # T5: the summary is the decoder's
+    keep = (_context_limit(model) or 10**9) - room
     if keep < 8: raise EvalError(f"the model's context ({keep + max_new_tokens} tokens) leaves no room for a dialogue "
                                  f"before a {max_new_tokens}-token summary: score a model trained with a longer "
                                  f"data.block_size (or pass a smaller max_new_tokens)")
@@ -292,13 +310,15 @@ def completion_eval(model, tok,
                    ) -> dict:
     "Greedy completions of `pairs`: exact match with the expected completion (spaces stripped) and ROUGE-L."
     from tqdm.auto import tqdm
-    _causal_only(model, 'pairs')
-    end = end_token_id(tok)                                              # pairs end with it (eos, or [EOS])
-    sc = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0,
-                        stop=['\n'] + ([tok.decode([end])] if end is not None else []))
-    outs = []
-    for i in tqdm(range(0, len(pairs), batch_size), desc='pairs', disable=not progress):
-        outs += generate(model, tok, [prefix + p['prompt'] for p in pairs[i:i + batch_size]], sc)
+    if getattr(model, 'kind', '') == 'classifier': outs = model.predict(tok, [prefix + p['prompt'] for p in pairs])
+    else:
+        _causal_only(model, 'pairs', seq2seq=True)
+        end = end_token_id(tok)                                              # pairs end with it (eos, or [EOS])
+        sc = SamplingConfig(max_new_tokens=max_new_tokens, temperature=0.0,
+                            stop=['\n'] + ([tok.decode([end])] if end is not None else []))
+        outs = []
+        for i in tqdm(range(0, len(pairs), batch_size), desc='pairs', disable=not progress):
+            outs += generate(model, tok, [prefix + p['prompt'] for p in pairs[i:i + batch_size]], sc)
     outs, gold = [o.strip() for o in outs], [p['completion'].strip() for p in pairs]
     rows = [{'prompt': p['prompt'], 'completion': o, 'expected': g} for p, o, g in zip(pairs, outs, gold)]
     return {'exact_match': mean_score([o == g for o, g in zip(outs, gold)]), 'rougeL': rouge(outs, gold)['rougeL'],

@@ -121,6 +121,19 @@ def _cache_for(model, sc:SamplingConfig, mask:torch.Tensor):
     return model.streaming_cache(sc.sinks, sc.window)
 
 
+# %% ../nbs/12_generate.ipynb #1724673b
+def _seq2seq_decoder(model, ids:torch.Tensor, mask:torch.Tensor, sc:SamplingConfig) -> tuple:
+    "`(step, start)` of an encoder-decoder: the encoder reads the prompts once; `step(dec)` is the next-token logits."
+    enc = model.get_encoder()(input_ids=ids, attention_mask=mask)          # (B, P, d): read once
+    start = torch.full((len(ids), 1), model.config.decoder_start_token_id, device=ids.device)   # (B, 1)
+    past = [None]
+    def step(dec:torch.Tensor) -> torch.Tensor:                            # dec (B, t) -> (B, V)
+        out = model(encoder_outputs=enc, attention_mask=mask, past_key_values=past[0], use_cache=sc.use_cache,
+                    decoder_input_ids=dec if past[0] is None else dec[:, -1:])
+        if sc.use_cache: past[0] = out.past_key_values                     # the decoder's self- and cross-attention
+        return out.logits[:, -1]
+    return step, start
+
 # %% ../nbs/12_generate.ipynb #a6fba1ad
 @torch.no_grad()
 def stream(model, tok, prompts:Union[str, list], sc:Optional[SamplingConfig]=None, **kwargs) -> Iterator[torch.Tensor]:
@@ -131,18 +144,22 @@ def stream(model, tok, prompts:Union[str, list], sc:Optional[SamplingConfig]=Non
     dev = next(model.parameters()).device
     ids, mask = _encode(tok, prompts, dev)
     gen = torch.Generator(device=dev).manual_seed(sc.seed) if sc.seed is not None else None
-    cache = _cache_for(model, sc, mask)
+    s2s = bool(getattr(model.config, 'is_encoder_decoder', False))
+    cache = None if s2s else _cache_for(model, sc, mask)
+    if s2s: step, ids = _seq2seq_decoder(model, ids, mask, sc)              # ids: the decoder's tokens from here on
     done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
     texts = [''] * len(prompts)
     new = ids
     for _ in range(sc.max_new_tokens):
         am = mask if bool((mask == 0).any()) else None
-        logits = model(new, attention_mask=am, cache=cache).logits[:, -1] if cache is not None else \
-                 model(ids, attention_mask=am).logits[:, -1]
+        if s2s: logits = step(ids)
+        elif cache is not None: logits = model(new, attention_mask=am, cache=cache).logits[:, -1]
+        else: logits = model(ids, attention_mask=am).logits[:, -1]
         nxt = pick(filter_logits(logits, sc, ids), sc, gen)
         nxt = torch.where(done, ids[:, -1], nxt)
         yield nxt
-        ids, mask = torch.cat([ids, nxt[:, None]], 1), torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+        ids = torch.cat([ids, nxt[:, None]], 1)
+        if not s2s: mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
         new = nxt[:, None]
         for b in range(len(prompts)):
             if done[b]: continue
@@ -162,6 +179,9 @@ def generate(model, tok, prompts:Union[str, list], sc:Optional[SamplingConfig]=N
     single = isinstance(prompts, str)
     plist = [prompts] if single else list(prompts)
     if sc.num_beams > 1:
+        if getattr(model.config, 'is_encoder_decoder', False):
+            raise ValueError("beam search here reorders a causal LM's cache; for an encoder-decoder use greedy or "
+                             "sampling, or transformers' own model.generate(num_beams=...)")
         outs = [beam_search(model, tok, p, sc) for p in plist]
     else:
         steps = list(stream(model, tok, plist, sc))

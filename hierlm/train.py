@@ -150,13 +150,16 @@ class Trainer:
 
     def _prepare_model(self, model:nn.Module) -> nn.Module:
         "The model on its device, told its tokenizer, checked against the blocks, under an adapter if asked."
-        from hierlm.finetune import context_limit, add_adapter, is_quantized
+        from hierlm.finetune import context_limit, add_adapter, is_quantized, find_classifier, LMClassifier, \
+            completion_classes
         tc, T = self.cfg.train, self.cfg.data.block_size
         if not is_quantized(model): model = model.to(self.device)           # a 4-bit base was built on its device
         model.setup_tokenizer(self.tok)                                    # e.g. a masked LM finds its [MASK] id
         if tc.init_from and (context_limit(model) or T) < T:
             raise ConfigError(f"data.block_size={T} is longer than the {context_limit(model)} positions the model "
                               f"in {tc.init_from} was built for: set data.block_size={context_limit(model)} or less")
+        if tc.head == 'classify' and find_classifier(model) is None:          # a fresh head over the (pretrained) LM
+            model = LMClassifier(model, *completion_classes(self.cfg.data, self.tok, self.cfg.seed)).to(self.device)
         if tc.adapter != 'none': model = add_adapter(model, tc)
         if tc.init_from: torch.manual_seed(self.cfg.seed)   # step 1 draws masks and noise as from a fresh seed
         return model
@@ -391,11 +394,13 @@ def fit(self:Trainer, stop_at:Optional[int]=None, # stop after this step, as an 
 @patch
 def finish(self:Trainer):
     "Write `final/` (HF model + tokenizer + model card) atomically, and the loss figure."
+    from hierlm.finetune import save_head
     metrics = [json.loads(l) for l in (self.dir/'metrics.jsonl').read_text().splitlines() if l.strip()]
     val = [m for m in metrics if 'val_loss' in m]
     self.last_eval = val[-1] if val else {}                       # the final validation (`hierlm train` prints it)
     with atomic_dir(self.dir/'final') as tmp, quiet_transformers():
         self.model.save_pretrained(tmp); self.tok.save_pretrained(tmp)     # under an adapter: the adapter alone
+        save_head(self.model, tmp)                                         # a classification head: its classes
         (tmp/'README.md').write_text(model_card(self.cfg, self.step, self.last_eval, self.model))
     plot_metrics(metrics, self.dir/'figures'/'loss.png', title=self.cfg.name)
     if self.wandb: self.wandb.finish()
@@ -422,6 +427,7 @@ def _progress_line(rec:dict, max_steps:int, step0:int, elapsed:float) -> str:
     return (f"step {rec['step']:>{len(str(max_steps))}}/{max_steps}{loss}{val}  {rec['tokens_per_s']:,.0f} tokens/s  "
             f"elapsed {hms(elapsed)}  left {hms(eta)}")
 
+# %% ../nbs/10_train.ipynb #7a83294c
 def model_card(cfg, steps:int, last_eval:dict, model) -> str:
     "A short model card: what was trained from what, on what, for how long, how well, and how to load it."
     from hierlm.finetune import auto_class_name, trainable_parameters
@@ -431,7 +437,9 @@ def model_card(cfg, steps:int, last_eval:dict, model) -> str:
     what = {'causal': 'causal language model (`generate()`, `hierlm generate`)', 'masked': 'masked language model '
             '(`hierlm generate` fills the `[MASK]` positions of a prompt; no left-to-right writing)',
             'diffusion': 'block diffusion language model (`hierlm generate` samples it block by block)',
-            'seq2seq': 'sequence-to-sequence model (an encoder reads the input, a decoder writes the output)'}
+            'seq2seq': 'sequence-to-sequence model (an encoder reads the input, a decoder writes the output)',
+            'classifier': 'causal LM under a classification head (a linear layer on the prompt\'s last token picks one '
+                          'of its classes; `hierlm eval --task sst2` or `--task pairs` scores it)'}
     ev = ', '.join(f'{k} {v:.4f}' for k, v in last_eval.items() if k.startswith('val_')) or 'not evaluated'
     start = f"`{tc.init_from}` (its weights and tokenizer)" if tc.init_from else 'a fresh initialisation'
     tok = "the model's own" if tc.init_from else cfg.data.tokenizer
@@ -440,12 +448,15 @@ def model_card(cfg, steps:int, last_eval:dict, model) -> str:
                 f"{', '.join(tc.lora_targets) or 'the default targets'}), not the base. `hierlm generate` and "
                 f"`hierlm eval` take the folder (base + adapter, `hierlm.finetune.load_pretrained`); `hierlm merge "
                 f"PATH --out DIR` folds it into its base.")
+    elif kind == 'classifier':
+        load = ("`hierlm.finetune.load_pretrained(path)` loads the LM and its head (`classifier.json`, "
+                "`classifier.safetensors`); transformers alone loads the LM without the head.")
     else:
         load = (f"Load it offline with `{auto_class_name(model)}.from_pretrained(path"
                 + (", trust_remote_code=True)`, or without the flag after `import hierlm`, which registers every "
                    "hierlm model with transformers." if native else ")`."))
     return (f"---\nlibrary_name: {'peft' if tc.adapter != 'none' else 'transformers'}\ntags: [hierlm, "
-            f"{family.split()[0]}]\n---\n# {cfg.name}\n\n"
+            f"{family.split()[0]}]\n---\n# {cfg.name}\n\n" + (f"{cfg.description}\n\n" if cfg.description else '') +
             f"A `{family}` model ({total/1e6:.2f}M parameters, {trainable/1e6:.2f}M trained) trained with hierlm.\n\n"
             f"- started from: {start}\n"
             f"- training data: `{describe_corpus(cfg.data)}` ({tok} tokenizer), "

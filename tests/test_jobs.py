@@ -51,3 +51,16 @@ def test_diffusion_jobs_train_evaluate_reload_and_sample(preset, corpus, extra):
         assert 'step 3/3' in text and 'tokens/s' in text                  # the job shows its training progress
         assert ('exact match' in text) == (preset.startswith('hier'))
         assert (Path(t)/'run'/'final'/'model.safetensors').exists()
+
+def test_finetune_job_scores_prompting_and_the_finetuned_model():
+    "The finetuning job at its defaults (a random tiny GPT-2 base, arith-lora, 4 steps) writes the comparison table."
+    with tempfile.TemporaryDirectory() as t:
+        r = subprocess.run([str(Path(sys.executable).parent/'papermill'), 'nbs/85_job_finetune.ipynb', str(Path(t)/'run.ipynb'),
+                            '--cwd', 'nbs', '-p', 'out_dir', str(Path(t)/'run'), '-p', 'overrides', f'data.cache_dir={t}/cache'],
+                           cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-4000:]
+        out = json.loads((Path(t)/'run.ipynb').read_text())
+        text = ''.join(''.join(o.get('data', {}).get('text/markdown', '')) for c in out['cells'] for o in c.get('outputs', []))
+        assert 'prompted 0-shot' in text and 'LoRA (r=8)' in text and 'exact_match' in text, text
+        assert (Path(t)/'run'/'final'/'adapter_config.json').exists()
+        assert (Path(t)/'arith-lora-random-tiny-base'/'config.json').exists()     # beside the run, not in the repo

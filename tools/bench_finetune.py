@@ -8,7 +8,12 @@ a full finetune, LoRA and QLoRA, each trained by `hierlm`'s trainer in its own p
 with its 95% bootstrap interval), trainable parameters, the training process's peak resident memory (ru_maxrss:
 weights, optimizer, activations, and torch itself) and its wall time.
 
+`--memory` measures what the adapters cost on a model of GPT-2 small's shape (124M parameters, random weights: the
+memory a run takes does not depend on the weights' values): a full finetune, LoRA and QLoRA, each `--memory-steps`
+steps of `sst2-lora` (batch 8) in its own process, with its peak resident memory and wall time.
+
     HIERLM_DATA=../shared/data python tools/bench_finetune.py --base runs/base-gpt2 [--steps 300] [--limit 200]
+    HIERLM_DATA=../shared/data python tools/bench_finetune.py --memory [--memory-steps 10]
     python tools/bench_finetune.py --smoke      # a random tiny GPT-2 as the base, 4 steps: checks the script, prints only
 """
 import argparse, json, os, subprocess, sys, tempfile, time
@@ -28,14 +33,7 @@ t0 = time.time(); tr = Trainer(cfg, sys.argv[2]).fit(progress='none')
 print('RESULT', json.dumps({'wall': time.time() - t0, 'trainable': trainable_parameters(tr.model),
                             'peak_rss': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
-TINY_BASE = """
-import sys, torch
-from transformers import GPT2Config, GPT2LMHeadModel
-from hierlm.tokenizers import gpt2_tokenizer
-tok = gpt2_tokenizer(); torch.manual_seed(0)
-GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, n_positions=256)).save_pretrained(sys.argv[1])
-tok.save_pretrained(sys.argv[1])
-"""
+NAMES = {'none': 'full finetune', 'lora': 'LoRA (r=8)', 'qlora': 'QLoRA (r=8, NF4 base)'}
 
 def train(task, base, adapter, steps, out, extra):
     "Train `<task>-lora` over `base` with `adapter` in a child process: its wall time, trainable count and peak RSS."
@@ -52,19 +50,48 @@ def score(task, folder, dcfg, limit, shots=0):
     model, tok = load_pretrained(folder)
     return evaluate_task(model, tok, task, dcfg, 'test', limit, shots=shots)[METRIC[task]]
 
+def memory(work, steps, extra) -> str:
+    "Full finetune, LoRA and QLoRA over a random GPT-2-small-shaped model: the table of their peak memory."
+    from hierlm.finetune import save_random_transformers_model
+    save_random_transformers_model(work/'gpt2-small', 'gpt2', n_embd=768, n_layer=12, n_head=12, n_positions=1024)
+    lines = [f"**Adapter memory on GPT-2 small's shape** (transformers' `GPT2LMHeadModel` with GPT-2's default config: "
+             f"124M parameters, 85M of them in the attention and MLP layers that NF4 quantizes, random weights; "
+             f"{steps} steps of `sst2-lora`, batch 8 × 64 tokens, each run in its own process; peak memory is the "
+             f"process's peak resident set (ru_maxrss): weights, gradients, optimizer state, activations and torch "
+             f"itself; torch {torch.__version__}, 2 threads):", '',
+             '| method | trainable parameters | peak memory (RSS) | train time |', '|---|---:|---:|---:|']
+    for adapter in ('none', 'lora', 'qlora'):
+        r = train('sst2', f'{work}/gpt2-small', adapter, steps, work/f'mem-{adapter}', [*extra, 'data.batch_size=8'])
+        lines.append(f"| {NAMES[adapter]} | {r['trainable'][0]:,} | {r['peak_rss'] / 2**30:.2f} GiB | {r['wall']:.0f} s |")
+        print(lines[-1], flush=True)
+    return '\n'.join(lines)
+
+def write_section(out:Path, text:str):
+    "Put `text` (a `**Title** ...` table) into `out`, replacing the section with that title and keeping the others."
+    old = out.read_text() if out.exists() else 'Finetuning benchmarks on this machine.\n'
+    parts = old.rstrip('\n').split('\n\n**')
+    key = lambda part: part.lstrip('*').split('**')[0].split(' (')[0]
+    sections = {key(p): '**' + p.lstrip('*') for p in parts[1:]}
+    sections[key(text)] = text
+    out.write_text('\n\n'.join([parts[0], *sections.values()]) + '\n'); print(f'wrote {out}')
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--base'); ap.add_argument('--tasks', nargs='+', default=['sst2', 'arith'])
     ap.add_argument('--steps', type=int, default=300); ap.add_argument('--limit', type=int, default=200)
     ap.add_argument('--shots', type=int, default=4); ap.add_argument('--smoke', action='store_true')
+    ap.add_argument('--memory', action='store_true'); ap.add_argument('--memory-steps', type=int, default=10)
     a = ap.parse_args()
     torch.set_num_threads(2); os.environ.setdefault('HF_HUB_OFFLINE', '1')
     from hierlm.core import load_config
     work = Path(tempfile.mkdtemp())
     extra = [f'data.cache_dir={work}/cache'] + (['eval.eval_batches=1'] if a.smoke else [])
     if a.smoke:
-        subprocess.run([sys.executable, '-c', TINY_BASE, f'{work}/base'], check=True, capture_output=True)
+        from hierlm.finetune import save_random_transformers_model
+        save_random_transformers_model(work/'base', 'gpt2', n_layer=1, n_positions=256)
         a.base, a.steps, a.limit = f'{work}/base', 4, 16
+    out = ROOT/'benchmarks'/f'finetune_{"cuda" if torch.cuda.is_available() else "cpu"}.md'
+    if a.memory: return write_section(out, memory(work, a.memory_steps, extra))
     if not a.base: ap.error('--base: a model folder to start from (e.g. runs/base-gpt2), or --smoke')
     rows = []
     for task in a.tasks:
@@ -77,8 +104,7 @@ def main():
         for adapter in ('none', 'lora', 'qlora'):
             r = train(task, a.base, adapter, a.steps, work/f'{task}-{adapter}', extra)
             s = score(task, work/f'{task}-{adapter}', dcfg, a.limit)
-            name = {'none': 'full finetune', 'lora': 'LoRA (r=8)', 'qlora': 'QLoRA (r=8, NF4 base)'}[adapter]
-            rows.append((task, name, s, r['trainable'][0], r['peak_rss'], r['wall']))
+            rows.append((task, NAMES[adapter], s, r['trainable'][0], r['peak_rss'], r['wall']))
             print(rows[-1], flush=True)
     lines = [f"**Finetuning** over `{a.base}` ({a.steps} steps each, the `<task>-lora` presets; test split, first {a.limit} "
              f"examples; prompting: {a.shots}-shot examples drawn with a fixed seed from the training pairs; "
@@ -90,8 +116,6 @@ def main():
                      f"{n:,} | {f'{rss / 2**30:.2f} GiB' if rss else '-'} | {f'{wall:.0f} s' if wall else '-'} |")
     text = '\n'.join(lines)
     print(text)
-    if not a.smoke:
-        out = ROOT/'benchmarks'/f'finetune_{"cuda" if torch.cuda.is_available() else "cpu"}.md'
-        out.write_text(f'Finetuning benchmarks on this machine.\n\n{text}\n'); print(f'wrote {out}')
+    if not a.smoke: write_section(out, text)
 
 if __name__ == '__main__': main()
