@@ -204,6 +204,15 @@ def _load_tokenizer(p:Path):
     import transformers
     return _load('tokenizer', p, lambda: transformers.AutoTokenizer.from_pretrained(p, local_files_only=True))
 
+@torch.no_grad()
+def _unmap(model):
+    "Copy the tensors a 4-bit load leaves on the memory-mapped checkpoint (embeddings, norms), releasing the map."
+    for mod in model.modules():                  # else the whole fp32 file stays mapped and resident after quantizing
+        for p in mod.parameters(recurse=False):
+            if type(p).__name__ != 'Params4bit': p.data = p.data.clone()    # a tied weight: one Parameter, one copy
+        for name, b in list(mod.named_buffers(recurse=False)):
+            if b is not None: setattr(mod, name, b.clone())
+
 def _nf4_config():
     "bitsandbytes 4-bit NF4, double quantisation, fp32 compute (QLoRA, Dettmers et al. 2023)."
     from transformers import BitsAndBytesConfig
@@ -232,6 +241,7 @@ def load_pretrained(path, # a run directory, a hierlm or transformers model fold
     if quantize and not is_quantized(model):
         raise ConfigError(f"{p}: quantizing left no 4-bit layer ({type(model).__name__} keeps its weights outside "
                           f"nn.Linear layers, as BDH does): use train.adapter=lora")
+    if quantize: _unmap(model)
     model = adopt(model.eval())
     return (with_head(model, p).eval() if (p/CLASSIFIER_FILE).exists() else model), tok
 
