@@ -124,13 +124,14 @@ def _cache_for(model, sc:SamplingConfig, mask:torch.Tensor):
 # %% ../nbs/12_generate.ipynb #1724673b
 def _seq2seq_decoder(model, ids:torch.Tensor, mask:torch.Tensor, sc:SamplingConfig) -> tuple:
     "`(step, start)` of an encoder-decoder: the encoder reads the prompts once; `step(dec)` is the next-token logits."
+    from hierlm.modeling import CACHE_FIELD                                # transformers 5.24 renamed past_key_values
     enc = model.get_encoder()(input_ids=ids, attention_mask=mask)          # (B, P, d): read once
     start = torch.full((len(ids), 1), model.config.decoder_start_token_id, device=ids.device)   # (B, 1)
     past = [None]
     def step(dec:torch.Tensor) -> torch.Tensor:                            # dec (B, t) -> (B, V)
-        out = model(encoder_outputs=enc, attention_mask=mask, past_key_values=past[0], use_cache=sc.use_cache,
+        out = model(encoder_outputs=enc, attention_mask=mask, use_cache=sc.use_cache, **{CACHE_FIELD: past[0]},
                     decoder_input_ids=dec if past[0] is None else dec[:, -1:])
-        if sc.use_cache: past[0] = out.past_key_values                     # the decoder's self- and cross-attention
+        if sc.use_cache: past[0] = getattr(out, CACHE_FIELD)               # the decoder's self- and cross-attention
         return out.logits[:, -1]
     return step, start
 
