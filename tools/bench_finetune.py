@@ -19,9 +19,9 @@ steps of `sst2-lora` (batch 8) in its own process, with its peak resident memory
 import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 import torch
+from hierlm.evaluate import HEADLINE_METRIC
 
 ROOT = Path(__file__).resolve().parents[1]
-METRIC = {'sst2': 'accuracy', 'arith': 'exact_match', 'dialogsum': 'rougeL'}
 LR = {'none': 3e-4, 'lora': 1e-3, 'qlora': 1e-3}               # a full finetune moves every weight: a smaller step
 CHILD = """
 import ctypes, json, resource, sys, time
@@ -56,7 +56,7 @@ def score(task, folder, dcfg, limit, shots=0):
     from hierlm.finetune import load_pretrained
     from hierlm.evaluate import evaluate_task
     model, tok = load_pretrained(folder)
-    return evaluate_task(model, tok, task, dcfg, 'test', limit, shots=shots)[METRIC[task]]
+    return evaluate_task(model, tok, task, dcfg, 'test', limit, shots=shots)[HEADLINE_METRIC[task]]
 
 def memory(work, steps, extra) -> str:
     "Full finetune, LoRA and QLoRA over a random GPT-2-small-shaped model: the table of their peak memory."
@@ -128,7 +128,7 @@ def main():
              '| train time |',
              '|---|---|---|---:|---:|---:|']
     for task, name, s, n, rss, wall in rows:
-        lines.append(f"| {task} | {name} | {METRIC[task]} {s.value:.3f} [{s.lo:.3f}, {s.hi:.3f}] | "
+        lines.append(f"| {task} | {name} | {HEADLINE_METRIC[task]} {s.value:.3f} [{s.lo:.3f}, {s.hi:.3f}] | "
                      f"{n:,} | {f'{rss / 2**30:.2f} GiB' if rss else '-'} | {f'{wall:.0f} s' if wall else '-'} |")
     text = '\n'.join(lines)
     print(text)
