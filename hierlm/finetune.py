@@ -166,11 +166,12 @@ def hf_config(mc:HFModelConfig, vocab_size:int):
         theirs = names.get(k, ())
         for name in ([theirs] if isinstance(theirs, str) else theirs): kw[name] = v
     if mc.model_type == 't5': kw['d_kv'] = mc.d_model // mc.n_heads
+    for name in ('bos_token_id', 'eos_token_id', 'pad_token_id'):   # GPT-2's 50256, T5's 1: not our tokenizer's ids
+        kw.setdefault(name, None)                                   # `setup_tokenizer` takes the tokenizer's
     cfg = AutoConfig.for_model(mc.model_type, **{**kw, **mc.options})
-    for name in ('bos_token_id', 'eos_token_id', 'pad_token_id'):   # GPT-2's 50256 is no id of ours: the tokenizer's
-        if name not in mc.options and (getattr(cfg, name, None) or 0) >= vocab_size: setattr(cfg, name, None)
-    if cfg.is_encoder_decoder and getattr(cfg, 'decoder_start_token_id', None) is None:
-        cfg.decoder_start_token_id = cfg.pad_token_id or 0                  # T5's convention: the pad id
+    if cfg.is_encoder_decoder:                                          # T5's convention: pad 0 starts the decoder
+        if cfg.pad_token_id is None: cfg.pad_token_id = 0
+        if getattr(cfg, 'decoder_start_token_id', None) is None: cfg.decoder_start_token_id = cfg.pad_token_id
     return cfg
 
 def build_hf(mc:HFModelConfig, # `model:` with `arch: hf`

@@ -394,13 +394,13 @@ def fit(self:Trainer, stop_at:Optional[int]=None, # stop after this step, as an 
 @patch
 def finish(self:Trainer):
     "Write `final/` (HF model + tokenizer + model card) atomically, and the loss figure."
-    from hierlm.finetune import save_head
+    from hierlm.finetune import save_head, find_classifier
     metrics = [json.loads(l) for l in (self.dir/'metrics.jsonl').read_text().splitlines() if l.strip()]
     val = [m for m in metrics if 'val_loss' in m]
     self.last_eval = val[-1] if val else {}                       # the final validation (`hierlm train` prints it)
     with atomic_dir(self.dir/'final') as tmp, quiet_transformers():
         self.model.save_pretrained(tmp); self.tok.save_pretrained(tmp)     # under an adapter: the adapter alone
-        save_head(self.model, tmp)                                         # a classification head: its classes
+        if find_classifier(self.model) not in (None, self.model): save_head(self.model, tmp)  # an adapter's head
         (tmp/'README.md').write_text(model_card(self.cfg, self.step, self.last_eval, self.model))
     plot_metrics(metrics, self.dir/'figures'/'loss.png', title=self.cfg.name)
     if self.wandb: self.wandb.finish()
