@@ -400,7 +400,7 @@ def finish(self:Trainer):
     self.last_eval = val[-1] if val else {}                       # the final validation (`hierlm train` prints it)
     with atomic_dir(self.dir/'final') as tmp, quiet_transformers():
         self.model.save_pretrained(tmp); self.tok.save_pretrained(tmp)     # under an adapter: the adapter alone
-        if find_classifier(self.model) not in (None, self.model): save_head(self.model, tmp)  # an adapter's head
+        if find_classifier(self.model) is not self.model: save_head(self.model, tmp)  # under an adapter: the head's
         (tmp/'README.md').write_text(model_card(self.cfg, self.step, self.last_eval, self.model))
     plot_metrics(metrics, self.dir/'figures'/'loss.png', title=self.cfg.name)
     if self.wandb: self.wandb.finish()

@@ -51,9 +51,8 @@ PRESET = {'sst2': 'sst2-lora', 'sst2-head': 'sst2-head', 'arith': 'arith-lora', 
 def train(task, base, adapter, steps, out, extra):
     "Train `task`'s preset over `base` with `adapter` in a child process: its wall time, trainable count and peak RSS."
     args = [f'train.init_from={base}', f'train.adapter={adapter}', f'train.max_steps={steps}',
-            f'train.lr={LR[adapter]}',
-            f'eval.eval_every={steps}', *extra]
-    r = subprocess.run([sys.executable, '-c', CHILD, PRESET.get(task, f'{task}-lora'), str(out), *args],
+            f'train.lr={LR[adapter]}', f'eval.eval_every={steps}', *extra]
+    r = subprocess.run([sys.executable, '-c', CHILD, PRESET[task], str(out), *args],
                        capture_output=True, text=True)
     if r.returncode: sys.exit(f'{task} {adapter} failed:\n{r.stderr[-3000:]}')
     return json.loads(next(l for l in r.stdout.splitlines() if l.startswith('RESULT'))[7:])
