@@ -372,6 +372,8 @@ def evaluate_task(model, tok,
         if dcfg is None: raise EvalError("perplexity needs a corpus: evaluate a run directory (its config.yaml "
                                          "names the corpus) or pass --corpus NAME --block-size T")
         return corpus_perplexity(model, tok, dcfg, split, max_blocks=limit, seed=seed, progress=progress)
+    if task in ('sst2', 'dialogsum') and getattr(model, 'kind', '') != 'classifier':   # before reading any data
+        _causal_only(model, task, seq2seq=task == 'dialogsum')
     cut = lambda xs: xs[:limit] if limit else xs
     data = getattr(dcfg, 'data_dir', None)
     prefix = fewshot_prefix(task, shots, seed, data) if task in ('sst2', 'dialogsum') else ''

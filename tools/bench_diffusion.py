@@ -8,6 +8,7 @@
    steps; exact match of the final answer on the first `--problems` test problems (greedy).
 
     HIERLM_DATA=../shared/data python tools/bench_diffusion.py [--shakespeare] [--gsm8k] [--steps 500] [--gsm8k-steps 800]
+        [--rows AR]   # rerun only the rows whose model starts with AR; the table's other rows are kept
 """
 import argparse, json, math, os, shutil, time
 from pathlib import Path
@@ -101,14 +102,20 @@ def shakespeare(steps, batch):
     plt.close('all')
     return '\n'.join(rows)
 
-def records(variants, base, size, steps, batch, problems, title):
+def records(variants, base, size, steps, batch, problems, title, only=None, old=None):
     from hierlm.corpora import load_corpus
     from hierlm.diffusion import nelbo
     from hierlm.tasks import record_accuracy
     from hierlm.evaluate import evaluate_task                                # what `hierlm eval --split test` runs
     rows = [title, '', '| model | val loss (nats/token) | test loss (`hierlm eval`) | exact match | train time | an answer |',
             '|---|---:|---:|---:|---:|---|']
+    kept = {r.split(' | ')[0][2:]: r for r in (old or '').split('\n') if r.startswith('| ')}
+    if only and old and old.split('\n')[2] != rows[2]:
+        raise SystemExit('the existing table has other columns than this script writes: rerun all its rows (no --rows)')
     for label, (preset, extra) in variants.items():
+        if only and not label.startswith(only):
+            if label in kept: rows.append(kept[label])
+            continue
         tr, wall = train(str(ar_config(base)) if preset == 'ar' else preset, size + extra, steps, f'{base}-' + label.split(' ')[0], batch)
         recs = load_corpus(tr.cfg.data, tr.cfg.seed)['test'][:problems]
         acc = record_accuracy(tr.model.eval(), tr.tok, recs, tr.cfg.data.segments, tr.cfg.data.layout)
@@ -122,14 +129,14 @@ def records(variants, base, size, steps, batch, problems, title):
         print(rows[-1], flush=True)
     return '\n'.join(rows)
 
-def gsm8k(steps, batch, problems):
-    return records(GSM8K, 'hier-bd3lm-gsm8k', GSM_SIZE, steps, batch, problems,
+def gsm8k(steps, batch, problems, only=None, old=None):
+    return records(GSM8K, 'hier-bd3lm-gsm8k', GSM_SIZE, steps, batch, problems, only=only, old=old, title=
         f'**GSM8K** (question 128 / plan 128 / execution 48 BPE tokens, 4k vocabulary trained on the training problems; d=192, '
         f'4 layers; batch {batch}, {steps} steps each; exact match of the final `#### answer`, greedy, on the **first {problems} '
         'problems of the test split**; the AR decoder is trained on the same records laid out as question, answer):')
 
-def arith(steps, batch, problems):
-    return records(ARITH, 'hier-bd3lm-tiny', [], steps, batch, problems,
+def arith(steps, batch, problems, only=None, old=None):
+    return records(ARITH, 'hier-bd3lm-tiny', [], steps, batch, problems, only=only, old=old, title=
         f'**Arithmetic word problems** (`hier-bd3lm-tiny`: the embedded two-step problems, question 24 / plan 32 / execution 16 '
         f'BPE tokens; d=64, 3 layers; batch {batch}, {steps} steps each; exact match, greedy, on the first {problems} test problems; '
         'the AR decoder has the same size and records, laid out as question, answer):')
@@ -141,6 +148,7 @@ def main():
     ap.add_argument('--steps', type=int, default=500); ap.add_argument('--batch', type=int, default=32)
     ap.add_argument('--gsm8k-steps', type=int, default=800); ap.add_argument('--gsm8k-batch', type=int, default=16)
     ap.add_argument('--problems', type=int, default=200)
+    ap.add_argument('--rows', help='rerun only the rows whose model starts with this (e.g. AR); the others are kept')
     a = ap.parse_args()
     torch.set_num_threads(2); os.environ.setdefault('HF_HUB_OFFLINE', '1')
     dev = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -149,8 +157,9 @@ def main():
     if out.exists():
         for part in out.read_text().split('\n\n**')[1:]: sections[part.split('**')[0]] = '**' + part.rstrip('\n')
     if a.shakespeare: sections['Tiny Shakespeare, characters'] = shakespeare(a.steps, a.batch)
-    if a.gsm8k: sections['GSM8K'] = gsm8k(a.gsm8k_steps, a.gsm8k_batch, a.problems)
-    if a.arith: sections['Arithmetic word problems'] = arith(a.arith_steps, 16, a.problems)
+    if a.gsm8k: sections['GSM8K'] = gsm8k(a.gsm8k_steps, a.gsm8k_batch, a.problems, a.rows, sections.get('GSM8K'))
+    if a.arith: sections['Arithmetic word problems'] = arith(a.arith_steps, 16, a.problems, a.rows,
+                                                             sections.get('Arithmetic word problems'))
     order = ['Tiny Shakespeare, characters', 'GSM8K', 'Arithmetic word problems']
     lines = [f'Block diffusion benchmarks on {dev} (torch {torch.__version__}, 2 threads).']
     lines += [sections[k] for k in order if k in sections] + [v for k, v in sections.items() if k not in order]   # hand-written notes stay
