@@ -26,7 +26,7 @@ import torch
 from hierlm.evaluate import HEADLINE_METRIC
 
 ROOT = Path(__file__).resolve().parents[1]
-LR = {'none': 3e-4, 'lora': 1e-3, 'qlora': 1e-3}               # a full finetune moves every weight: a smaller step
+LR = {'none': 3e-4, 'lora': 5e-3, 'qlora': 5e-3}               # a full finetune moves every weight: a smaller step
 CHILD = """
 import ctypes, json, resource, sys, time
 from hierlm.core import load_config
