@@ -17,14 +17,16 @@ from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerFast
 from .core import ConfigError
 from .corpora import (TokenSplit, prepare_data, load_corpus, mixture_components, corpus_tokenizer,
-                            describe_corpus, hf_texts)
+                            describe_corpus, hf_texts, is_preference)
 
 # %% ../nbs/01c_batching.ipynb #9e53c544
 class PackedBlocks(Dataset):
     "Fixed-length blocks of a token stream: `input_ids` (T,), next-token `targets` (T,), when known `level_ids` (3, T)."
     def __init__(self, split:TokenSplit, block_size:int,
                  stride:Optional[int]=None, # default: `block_size` (blocks share one token, input and target)
+                 rows:int=1, # 2: each block is two blocks, `(2, T)` (a preference: chosen, then rejected)
                 ):
+        self.rows, block_size = rows, block_size * rows
         self.split, self.T, self.stride = split, block_size, stride or block_size
         self.n = max(0, (len(split.tokens) - 1 - block_size) // self.stride + 1)
         if self.n == 0:
@@ -41,7 +43,7 @@ class PackedBlocks(Dataset):
         if self.split.levels is not None:
             lev = torch.from_numpy(np.asarray(self.split.levels[:, s:s + self.T], dtype=np.int64))
             out['level_ids'] = lev - lev[:, :1]                      # (3, T), first unit of the block is 0
-        return out
+        return out if self.rows == 1 else {k: v.view(self.rows, -1) for k, v in out.items()}
 
 # %% ../nbs/01c_batching.ipynb #f4a8a789
 def _stack(items:list) -> dict:
@@ -253,12 +255,14 @@ def training_data(cfg, # a `Config`: its data section, seed and train.carry_stat
                  ) -> TrainData:
     "The tokenizer and the training and validation streams of a config: the one way the trainer reads data."
     d, seed, B, T = cfg.data, cfg.seed, cfg.data.batch_size, cfg.data.block_size
+    per = 2 if is_preference(d) else 1                                    # a preference: chosen and rejected blocks
+    kind = f'blocks of {T}' if per == 1 else f'preference pairs of 2 x {T}'
     if not d.mixture and not d.streaming:                                 # one corpus in memory: shuffled epochs
         b = prepare_data(d, seed, tokenizer, special_tokens=d.special_tokens)
         val = b.splits['valid']
-        train = BatchStream(PackedBlocks(b.splits['train'], T), B, seed, sequential=cfg.train.carry_state)
-        valid = BatchStream(PackedBlocks(val, T), min(B, len(val) // T or 1), 0, shuffle=False)
-        lines = [f'{s:<6} {len(sp):>12,} tokens  {_n_blocks(sp, T):>8,} blocks of {T}' for s, sp in b.splits.items()]
+        train = BatchStream(PackedBlocks(b.splits['train'], T, rows=per), B, seed, sequential=cfg.train.carry_state)
+        valid = BatchStream(PackedBlocks(val, T, rows=per), min(B, len(val) // (T * per) or 1), 0, shuffle=False)
+        lines = [f'{s:<6} {len(sp):>12,} tokens  {_n_blocks(sp, T * per):>8,} {kind}' for s, sp in b.splits.items()]
         return TrainData(b.tokenizer, train, valid, describe_corpus(d), lines)
     if cfg.train.carry_state:
         raise ConfigError("train.carry_state reads one corpus held in memory as B streams in order; a mixture or a "
@@ -277,7 +281,8 @@ def training_data(cfg, # a `Config`: its data section, seed and train.carry_stat
         if b is None: rows, valid, what = _streamed(c, tok, T)
         else:
             keep = lambda sp: sp if levels else TokenSplit(sp.tokens, loss_mask=sp.loss_mask)
-            train_blocks, valid = PackedBlocks(keep(b.splits['train']), T), PackedBlocks(keep(b.splits['valid']), T)
+            train_blocks = PackedBlocks(keep(b.splits['train']), T, rows=per)
+            valid = PackedBlocks(keep(b.splits['valid']), T, rows=per)
             rows = ShuffledRows(train_blocks, _seed(seed, 'rows', k))
             what = (f"train {len(b.splits['train']):,} tokens ({len(train_blocks):,} blocks), valid "
                     f"{len(b.splits['valid']):,} tokens ({len(valid):,} blocks)")

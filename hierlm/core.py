@@ -201,6 +201,12 @@ class TrainConfig:
     lora_targets: list[str] = field(default_factory=list)
     # lm: the model's own LM head; classify: a linear head on the prompt's last token, one class per completion
     head: Literal['lm', 'classify'] = 'lm'
+    # lm: the model's own loss; dpo: a preference corpus's chosen over rejected answers, against a frozen reference
+    objective: Literal['lm', 'dpo'] = 'lm'
+    dpo_loss: Literal['sigmoid', 'ipo', 'hinge'] = 'sigmoid'   # DPO's log-sigmoid, IPO's square, SLiC's hinge
+    dpo_beta: float = 0.1              # the implicit reward's scale: larger keeps the policy nearer the reference
+    # model: a frozen copy of the start (under an adapter: the base, adapter off); precomputed: its log-probs, once
+    dpo_reference: Literal['model', 'precomputed'] = 'model'
 
 @dataclass
 class EvalConfig:

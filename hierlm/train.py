@@ -18,7 +18,8 @@ from fastcore.basics import patch
 from .core import (Config, ConfigError, seed_everything, get_device, get_dtype, autocast, save_config, run_dir,
                          atomic_write_text, atomic_dir, config_to_dict, quiet_transformers, architecture)
 from .batching import training_data
-from .corpora import describe_corpus
+from .corpora import describe_corpus, is_preference, chat_corpus_of
+from .tokenizers import add_chat_template
 from .modeling import LossOutput, evaluating
 
 # %% ../nbs/10_train.ipynb #5b6a06ed
@@ -119,6 +120,7 @@ class Trainer:
         seed_everything(cfg.seed)
         self.device = get_device(cfg.device)
         self.dtype = get_dtype(cfg.dtype, self.device)
+        self._check_objective()
         if tc.adapter != 'none' and not tc.init_from:
             raise ConfigError(f"train.adapter={tc.adapter} trains an adapter over a pretrained model: set "
                               f"train.init_from to its folder (a run directory, its final/, a transformers model)")
@@ -128,6 +130,7 @@ class Trainer:
             except ModelFolderError as e: raise ModelFolderError(f"train.init_from: {e}") from None
         self.data = training_data(cfg, tok if tc.init_from else None)       # one corpus, a mixture or a stream
         self.tok = self.data.tokenizer
+        if chat_corpus_of(cfg.data): add_chat_template(self.tok)           # SFT / DPO data: saved with final/
         if tc.carry_state and tc.seq_len_warmup:
             raise ConfigError("train.carry_state reads the text in order: it cannot skip tokens for "
                               "train.seq_len_warmup; set one")
@@ -161,6 +164,12 @@ class Trainer:
         if tc.head == 'classify' and find_classifier(model) is None:          # a fresh head over the (pretrained) LM
             model = LMClassifier(model, *completion_classes(self.cfg.data, self.tok, self.cfg.seed)).to(self.device)
         if tc.adapter != 'none': model = add_adapter(model, tc)
+        if tc.objective == 'dpo':                                           # the policy and its frozen reference
+            from hierlm.align import preference_model
+            model = preference_model(model, tc)
+            if tc.dpo_reference == 'precomputed':
+                model.precompute_reference([s.blocks[i] for s in (self.train_stream, self.val_stream)
+                                            for i in range(len(s.blocks))])
         if tc.init_from: torch.manual_seed(self.cfg.seed)   # step 1 draws masks and noise as from a fresh seed
         return model
 
@@ -168,6 +177,27 @@ class Trainer:
     def ckpt_dir(self): return self.dir/'checkpoints'
     def checkpoints(self) -> list: return sorted(self.ckpt_dir.glob('step-*')) if self.ckpt_dir.exists() else []
 
+
+# %% ../nbs/10_train.ipynb #225fd56f
+@patch
+def _check_objective(self:Trainer):
+    "One clear error when `train.objective` and the corpus do not go together (before any data is read)."
+    tc, d = self.cfg.train, self.cfg.data
+    prefs = is_preference(d)
+    if tc.objective == 'dpo' and not prefs:
+        raise ConfigError(f"train.objective=dpo reads a preference corpus (data.corpus: pref-arith, pref-hh), whose "
+                          f"blocks hold a chosen and a rejected answer; {describe_corpus(d)} is not one")
+    if prefs and tc.objective != 'dpo':
+        raise ConfigError(f"{describe_corpus(d)} is a preference corpus (two answers to each prompt): train it with "
+                          f"train.objective=dpo, or its chosen side as pairs (chat-arith, chat-hh)")
+    if tc.objective != 'dpo': return
+    if tc.head != 'lm': raise ConfigError("train.objective=dpo trains the LM's own head: set train.head=lm")
+    if tc.seq_len_warmup or tc.carry_state:
+        raise ConfigError("train.objective=dpo scores whole answers: train.seq_len_warmup and train.carry_state do not "
+                          "apply; set train.seq_len_warmup=0 and train.carry_state=false")
+    if tc.dpo_reference == 'precomputed' and (d.mixture or d.streaming):
+        raise ConfigError("train.dpo_reference=precomputed scores one corpus held in memory; a mixture or a stream "
+                          "has no fixed set of pairs: use train.dpo_reference=model")
 
 # %% ../nbs/10_train.ipynb #b830b9ba
 @patch
