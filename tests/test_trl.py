@@ -1,13 +1,16 @@
-"""trl's `SFTTrainer` and `DPOTrainer` fine-tune the decoder on CPU, unpatched: two steps each on a tiny in-memory dataset.
+"""trl's `SFTTrainer` and `DPOTrainer` fine-tune the decoder and BDH on CPU, unpatched: two steps each on a tiny dataset.
 
 trl (1.16) scores tokens through the model's backbone (`model.base_model`, found by `base_model_prefix`) and reads its
 `last_hidden_state`, then applies the LM head itself; a decoder whose only forward returns `CausalLMOutputWithPast`
 fails with `AttributeError: 'CausalLMOutputWithPast' object has no attribute 'last_hidden_state'` (issue 16, item 4).
+BDH's dropout (on its Hebbian gate) is functional, read from `config.dropout`; trl's `disable_dropout` only reaches
+`nn.Dropout` modules, so a BDH for trl's DPO is built with `dropout=0` (hierlm's own DPO, `hierlm.align`, zeroes both).
 No hub, no shared data: the model is built here, the tokenizer is the byte tokenizer, every output goes to tmp_path."""
 import copy, math
 import pytest, torch
 from datasets import Dataset
 from hierlm.decoder import DecoderConfig, build_decoder
+from hierlm.bdh import BDHConfig, build_bdh
 from hierlm.tokenizers import byte_tokenizer
 
 
@@ -20,13 +23,15 @@ PAIRS = [('Q: 2+2? A:', ' 4', ' 5'), ('Q: sky colour? A:', ' blue', ' green'), (
          ('Q: ice is? A:', ' cold', ' hot'), ('Q: 3+3? A:', ' 6', ' 7'), ('Q: grass is? A:', ' green', ' purple'),
          ('Q: fire is? A:', ' hot', ' wet'), ('Q: 1+1? A:', ' 2', ' 3')]
 
-def tiny():
-    "A 2-layer, d_model 32 decoder and a byte tokenizer with an end-of-text token (trl pads with it)."
+def tiny(arch='decoder'):
+    "A 2-layer, d_model 32 decoder (or BDH) and a byte tokenizer with an end-of-text token (trl pads with it)."
     torch.manual_seed(0)
     tok = byte_tokenizer([EOS])
     tok.eos_token = tok.pad_token = EOS
-    model = build_decoder(DecoderConfig(d_model=32, n_layers=2, n_heads=2, block_size=64), vocab_size=len(tok))
-    return model, tok
+    if arch == 'bdh':
+        cfg = BDHConfig(d_model=32, n_layers=2, n_heads=2, mlp_multiplier=8, block_size=64, dropout=0.0)
+        return build_bdh(cfg, vocab_size=len(tok)), tok
+    return build_decoder(DecoderConfig(d_model=32, n_layers=2, n_heads=2, block_size=64), vocab_size=len(tok)), tok
 
 def common(tmp_path) -> dict:
     "Trainer arguments both tests share: CPU, fp32, two logged steps, nothing saved or reported."
@@ -43,9 +48,10 @@ def train_logs(trainer) -> list:
     "The per-step log records (those with a `loss`), not the end-of-training summary."
     return [r for r in trainer.state.log_history if 'loss' in r and 'train_loss' not in r]
 
-def test_sft_trainer_runs_on_decoder(tmp_path):
+@pytest.mark.parametrize('arch', ['decoder', 'bdh'])
+def test_sft_trainer_runs(tmp_path, arch):
     from trl import SFTConfig, SFTTrainer
-    model, tok = tiny()
+    model, tok = tiny(arch)
     before = snapshot(model)
     trainer = SFTTrainer(model=model, processing_class=tok, train_dataset=Dataset.from_dict({'text': TEXTS}),
                          args=SFTConfig(**common(tmp_path)))
@@ -56,9 +62,10 @@ def test_sft_trainer_runs_on_decoder(tmp_path):
     assert 0 < logs[0]['loss'] < 2 * math.log(len(tok)), logs          # ~ln(257) at init: a real token loss, not 0 or a blow-up
     assert not unchanged(before, model), f'parameters not trained: {unchanged(before, model)}'
 
-def test_dpo_trainer_runs_on_decoder(tmp_path):
+@pytest.mark.parametrize('arch', ['decoder', 'bdh'])
+def test_dpo_trainer_runs(tmp_path, arch):
     from trl import DPOConfig, DPOTrainer
-    model, tok = tiny()
+    model, tok = tiny(arch)
     ref = copy.deepcopy(model)                  # trl 1.16 cannot rebuild a reference from an in-memory model (ref_model=None)
     before, ref_before = snapshot(model), snapshot(ref)
     data = Dataset.from_dict({k: list(v) for k, v in zip(('prompt', 'chosen', 'rejected'), zip(*PAIRS))})
