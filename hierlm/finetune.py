@@ -390,16 +390,21 @@ def device(self:LMClassifier) -> torch.device: return self.score.weight.device
 
 # %% ../nbs/10a_finetune.ipynb #e40005a6
 @patch
-def predict(self:LMClassifier, tok, prompts:list, batch_size:int=32) -> list:
-    "The class name the head picks for each prompt (its end kept when longer than the model's context)."
+def class_probabilities(self:LMClassifier, tok, prompts:list, batch_size:int=32) -> torch.Tensor:
+    "`(len(prompts), C)` class probabilities of each prompt (its end kept when longer than the model's context)."
     limit, out = context_limit(self.lm) or 10**9, []
     for i in range(0, len(prompts), batch_size):
         ids = [tok.encode(p)[-limit:] for p in prompts[i:i + batch_size]]
         L = max(map(len, ids))
         x = torch.tensor([r + [0] * (L - len(r)) for r in ids], device=self.device)            # (B, L) right-padded
         m = torch.tensor([[1] * len(r) + [0] * (L - len(r)) for r in ids], device=self.device)
-        with torch.no_grad(), evaluating(self): out += [self.classes[j] for j in self(x, m).logits.argmax(1).tolist()]
-    return out
+        with torch.no_grad(), evaluating(self): out.append(self(x, m).logits.float().softmax(-1).cpu())
+    return torch.cat(out)
+
+@patch
+def predict(self:LMClassifier, tok, prompts:list, batch_size:int=32) -> list:
+    "The class name the head picks for each prompt."
+    return [self.classes[j] for j in self.class_probabilities(tok, prompts, batch_size).argmax(1).tolist()]
 
 # %% ../nbs/10a_finetune.ipynb #9712cc9b
 def completion_classes(dcfg, # a pair corpus's data section (sst2, or a .jsonl with data.completion_field)
