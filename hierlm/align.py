@@ -18,7 +18,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.basics import patch
 from .core import ConfigError
 from .modeling import LossOutput, evaluating
-from .finetune import adopt
+from .finetune import LMWrapper
 from .tokenizers import render_chat
 from .generate import SamplingConfig, generate
 from .tasks import final_answer, answer_matches
@@ -64,27 +64,27 @@ def _row_key(ids:torch.Tensor) -> bytes:
     "A preference block's identity `(2, T)`: a hash of its tokens."
     return hashlib.blake2b(ids.cpu().numpy().tobytes(), digest_size=16).digest()
 
-class PreferenceModel(nn.Module):
+class PreferenceModel(LMWrapper):
     "A causal LM trained on preference pairs by DPO / IPO / hinge against a frozen reference (the trainer's contract)."
     kind = 'causal'
     def __init__(self, policy:nn.Module, # a causal LM, possibly under a peft adapter
                  reference:Optional[nn.Module]=None, # a frozen model; None: the policy with its adapter switched off
                  beta:float=0.1, loss:str='sigmoid'):
-        super().__init__()
+        super().__init__(policy)                                             # the policy is `self.lm`
         if reference is None and not hasattr(policy, 'disable_adapter'):
             raise ConfigError("a preference model without a reference copy needs a LoRA policy (its reference is the "
                               "base with the adapter off): pass a reference, or set train.adapter=lora")
-        self.policy, self.beta, self.loss_kind, self.config = adopt(policy), beta, loss, policy.config
+        self.beta, self.loss_kind = beta, loss
         self.__dict__['reference'] = reference.eval().requires_grad_(False) if reference is not None else None
         self.ref_logps = None                                   # precomputed: {row key: (2,) log-probs}
-        for m in self.policy.modules():
+        for m in self.lm.modules():
             if isinstance(m, nn.Dropout): m.p = 0.0
         self.config_dropout = getattr(self.config, 'dropout', None)        # a functional dropout (BDH's) reads it
         if self.config_dropout: self.config.dropout = 0.0
 
     def forward(self, *args, **kwargs):
         "The policy's forward: the model as `generate` and the evaluators see it."
-        return self.policy(*args, **kwargs)
+        return self.lm(*args, **kwargs)
 
 # %% ../nbs/14_align.ipynb #1c951bea
 @patch
@@ -92,7 +92,7 @@ def reference_logits(self:PreferenceModel, ids:torch.Tensor) -> torch.Tensor:
     "The reference's logits `(N, T, V)` of `ids` `(N, T)`, without gradients, in eval mode."
     if self.reference is not None:
         with evaluating(self.reference): return self.reference(input_ids=ids).logits
-    with evaluating(self.policy), self.policy.disable_adapter(): return self.policy(input_ids=ids).logits
+    with evaluating(self.lm), self.lm.disable_adapter(): return self.lm(input_ids=ids).logits
 
 @patch
 def training_loss(self:PreferenceModel, batch:dict, state=None) -> LossOutput:
@@ -102,7 +102,7 @@ def training_loss(self:PreferenceModel, batch:dict, state=None) -> LossOutput:
         raise ValueError(f"a preference batch is (B, 2, T), chosen then rejected; got {tuple(x.shape)}: train on a "
                          f"preference corpus (pref-arith, pref-hh)")
     B = len(x)
-    logits = self.policy(input_ids=x.flatten(0, 1)).logits                # (2B, T, V)
+    logits = self.lm(input_ids=x.flatten(0, 1)).logits                # (2B, T, V)
     pi = completion_logps(logits, y.flatten(0, 1)).view(B, 2)
     if self.ref_logps is not None:
         ref, ref_logits = torch.stack([self.ref_logps[_row_key(r)] for r in x]).to(pi.device), None
@@ -138,24 +138,12 @@ def precompute_reference(self:PreferenceModel, blocks, # preference blocks: dict
 
 # %% ../nbs/14_align.ipynb #1b2628cd
 @patch
-def setup_tokenizer(self:PreferenceModel, tok): self.policy.setup_tokenizer(tok)
-@patch
-def new_state(self:PreferenceModel): return None
-@patch
-def get_input_embeddings(self:PreferenceModel) -> nn.Module: return self.policy.get_input_embeddings()
-@patch
-def tie_weights(self:PreferenceModel): self.policy.tie_weights()
-@patch
-def gradient_checkpointing_enable(self:PreferenceModel, **kw): self.policy.gradient_checkpointing_enable(**kw)
-@patch
 def save_pretrained(self:PreferenceModel, folder, **kwargs):
     "The policy's folder, with the dropout its config had before DPO switched it off."
     if self.config_dropout: self.config.dropout = self.config_dropout
-    try: self.policy.save_pretrained(folder, **kwargs)
+    try: self.lm.save_pretrained(folder, **kwargs)
     finally:
         if self.config_dropout: self.config.dropout = 0.0
-@patch(as_prop=True)
-def device(self:PreferenceModel) -> torch.device: return next(self.policy.parameters()).device
 
 # %% ../nbs/14_align.ipynb #63bd439f
 def preference_model(model:nn.Module, # the policy as the trainer prepared it (loaded, on its device, adapter on)

@@ -8,7 +8,7 @@ Docs: https://hierlm.github.io/hierlm/finetune.html.md"""
 __all__ = ['WEIGHTS', 'ADAPTER_WEIGHTS', 'TOKENIZER_FILES', 'HF_FIELD_NAMES', 'LORA_TARGETS', 'CLASSIFIER_FILE', 'HEAD_WEIGHTS',
            'ModelFolderError', 'model_folder', 'is_seq2seq', 'seq2seq_split', 'adopt', 'HFModelConfig', 'hf_config',
            'build_hf', 'context_limit', 'auto_class_name', 'is_quantized', 'load_pretrained', 'lora_targets',
-           'add_adapter', 'trainable_parameters', 'merge_adapter', 'LMClassifier', 'completion_classes',
+           'add_adapter', 'trainable_parameters', 'merge_adapter', 'LMWrapper', 'LMClassifier', 'completion_classes',
            'find_classifier', 'save_head', 'with_head', 'save_random_transformers_model']
 
 # %% ../nbs/10a_finetune.ipynb #598cc401
@@ -320,16 +320,29 @@ def merge_adapter(adapter, # an adapter folder (a LoRA run's final/) or its run 
 # %% ../nbs/10a_finetune.ipynb #dc38d18d
 CLASSIFIER_FILE, HEAD_WEIGHTS = 'classifier.json', 'classifier.safetensors'
 
-class LMClassifier(nn.Module):
+class LMWrapper(nn.Module):
+    "A module around a causal LM `lm` (a head, a DPO policy) for the trainer: the contract's plumbing is the LM's."
+    def __init__(self, lm:nn.Module):
+        super().__init__()
+        self.lm, self.config = adopt(lm), lm.config
+        self.name_or_path = getattr(lm, 'name_or_path', None)              # peft records it as the adapter's base
+    def setup_tokenizer(self, tok): self.lm.setup_tokenizer(tok)
+    def new_state(self): return None
+    def get_input_embeddings(self) -> nn.Module: return self.lm.get_input_embeddings()
+    def tie_weights(self): self.lm.tie_weights()                          # after loading a checkpoint's weights
+    def gradient_checkpointing_enable(self, **kw): self.lm.gradient_checkpointing_enable(**kw)
+    @property
+    def device(self) -> torch.device: return next(self.lm.parameters()).device
+
+class LMClassifier(LMWrapper):
     "A causal LM read by a linear head at a prompt's last token: one logit per class (`…ForSequenceClassification`)."
     kind = 'classifier'
     def __init__(self, lm:nn.Module, # a causal LM (a hierlm family or transformers'), under the trainer's contract
                  classes:list, # the class names: a pair corpus's distinct completions
                  class_tokens:list, # each class's completion as a pair block's targets hold it: its tokens, the end
                 ):
-        super().__init__()
-        self.lm, self.classes, self.config = adopt(lm), list(classes), lm.config
-        self.name_or_path = getattr(lm, 'name_or_path', None)              # peft records it as the adapter's base
+        super().__init__(lm)
+        self.classes = list(classes)
         self.score = nn.Linear(lm.get_input_embeddings().embedding_dim, len(classes), bias=False)  # transformers' name
         L = max(map(len, class_tokens))
         rows = [list(t) + [-100] * (L - len(t)) for t in class_tokens]      # -100: the padding after a pair's end
@@ -375,18 +388,6 @@ def evaluation_metrics(self:LMClassifier, batches:list) -> dict:
     acc = [self.training_loss(b).metrics['accuracy'] for b in batches]
     return {'val_accuracy': torch.stack(acc).mean().item()} if acc else {}
 
-@patch
-def setup_tokenizer(self:LMClassifier, tok): self.lm.setup_tokenizer(tok)
-@patch
-def new_state(self:LMClassifier): return None
-@patch
-def get_input_embeddings(self:LMClassifier) -> nn.Module: return self.lm.get_input_embeddings()
-@patch
-def tie_weights(self:LMClassifier): self.lm.tie_weights()                  # after loading a checkpoint's weights
-@patch
-def gradient_checkpointing_enable(self:LMClassifier, **kw): self.lm.gradient_checkpointing_enable(**kw)
-@patch(as_prop=True)
-def device(self:LMClassifier) -> torch.device: return self.score.weight.device
 
 # %% ../nbs/10a_finetune.ipynb #e40005a6
 @patch
