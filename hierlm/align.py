@@ -18,8 +18,8 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.basics import patch
 from .core import ConfigError
 from .modeling import LossOutput, evaluating
-from .finetune import LMWrapper
-from .tokenizers import render_chat
+from .finetune import LMWrapper, find_classifier
+from .tokenizers import render_chat, CHAT_TURNS
 from .generate import SamplingConfig, generate
 from .tasks import final_answer, answer_matches
 
@@ -169,7 +169,7 @@ def sample_solutions(model, tok, questions:list,
     outs = []
     for i in range(0, len(prompts), batch_size):
         sc = SamplingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
-                            stop=['\n\nHuman:'], seed=seed + i)
+                            stop=[CHAT_TURNS['user'].rstrip()], seed=seed + i)       # the next user turn
         outs += generate(model, tok, prompts[i:i + batch_size], sc)
     return [outs[k * n:(k + 1) * n] for k in range(len(questions))]
 
@@ -209,7 +209,8 @@ def calculate(expr:str) -> Optional[str]:
         if isinstance(node, ast.Expression): return ev(node.body)
         if isinstance(node, ast.Constant) and type(node.value) in (int, float): return node.value
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub): return -ev(node.operand)
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPS: return _OPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            return _OPS[type(node.op)](ev(node.left), ev(node.right))
         raise ValueError(ast.dump(node))
     try: v = ev(ast.parse(expr.replace(',', ''), mode='eval'))
     except (SyntaxError, ValueError, ZeroDivisionError, RecursionError): return None

@@ -26,7 +26,7 @@ import numpy as np, torch
 from transformers import PreTrainedTokenizerFast
 from .core import ConfigError, DataConfig, atomic_dir, resolve_path, project_root
 from .tokenizers import (CorpusError, byte_tokenizer, gpt2_tokenizer, char_tokenizer, train_bpe_tokenizer,
-                               load_tokenizer, tokenizer_fingerprint, require_end_token, render_chat)
+                               load_tokenizer, tokenizer_fingerprint, require_end_token, render_chat, CHAT_TURNS)
 
 # %% ../nbs/01b_corpora.ipynb #e7b21596
 BUILTIN_FILES = {'tiny_shakespeare': {'all': 'tiny_shakespeare/input.txt'},
@@ -354,7 +354,7 @@ def encode_pair(tok, pair:dict, # {prompt, completion}
     return np.array(ids + [end] * pad), np.array(mask + [0] * pad, dtype=bool)
 
 # %% ../nbs/01b_corpora.ipynb #ca4d55f3
-HH_ASSISTANT = '\n\nAssistant:'
+HH_ASSISTANT = CHAT_TURNS['assistant'].rstrip()                # '\n\nAssistant:', where a reply starts
 CHAT_PAIRS = ('chat-arith', 'chat-gsm8k', 'chat-hh')           # instruction sets in the chat format: prompt -> answer
 PREFERENCES = ('pref-arith', 'pref-hh')                      # {prompt, chosen, rejected}
 
@@ -735,7 +735,7 @@ def prepare_data(dcfg:DataConfig, seed:int=0,
     elif not hit and pairs:                         # one pair per block, then one end token (the last block's target)
         end, corpus = require_end_token(tokenizer), get_corpus()
         for s in split_names:
-            encode = encode_preference if prefs else encode_pair           # a preference: two blocks, one after the other
+            encode = encode_preference if prefs else encode_pair           # a preference: two blocks in a row
             enc = [encode(tokenizer, r, dcfg.block_size) for r in corpus[s]]
             save_npy_atomic(paths[s][1], np.concatenate([m for _, m in enc] + [[False]]))
             save_npy_atomic(paths[s][0], np.concatenate([i for i, _ in enc] + [[end]]).astype(dtype))

@@ -145,7 +145,8 @@ def render_chat(messages:list, # `{role, content}` dicts: system, user, assistan
     "`messages` as one text in hierlm's chat format: what `apply_chat_template` gives with `CHAT_TEMPLATE`."
     bad = [m.get('role') for m in messages if m.get('role') not in CHAT_TURNS]
     if bad: raise ValueError(f"a chat message has role {bad[0]}: use system, user or assistant")
-    return ''.join(CHAT_TURNS[m['role']] + m['content'] for m in messages) + ('\n\nAssistant:' * add_generation_prompt)
+    text = ''.join(CHAT_TURNS[m['role']] + m['content'] for m in messages)
+    return text + CHAT_TURNS['assistant'].rstrip() * add_generation_prompt          # '\n\nAssistant:'
 
 def add_chat_template(tok):
     "`tok` with hierlm's chat template, unless it has one already (a transformers model's own); returns `tok`."
