@@ -1,4 +1,4 @@
-"""Alignment after pretraining: supervised finetuning in the chat format, DPO (and IPO, hinge) against a frozen reference, all through the shared trainer.
+"""Alignment after pretraining: supervised finetuning in the chat format, DPO (and IPO, hinge, the NLL term) against a frozen reference through the shared trainer; a verifier; and test-time compute: best-of-N, self-consistency, verifier-gated retries, a calculator in the loop.
 
 Docs: https://hierlm.github.io/hierlm/align.html.md"""
 
@@ -7,11 +7,11 @@ Docs: https://hierlm.github.io/hierlm/align.html.md"""
 # %% auto #0
 __all__ = ['PREFERENCE_LOSSES', 'VERIFIER_QUESTION', 'VERDICTS', 'completion_logps', 'completion_kl', 'preference_loss',
            'PreferenceModel', 'preference_model', 'chat_prompts', 'sample_solutions', 'majority_answer', 'best_of_n',
-           'gated_retries', 'calculate', 'correct_steps', 'generate_with_calculator', 'verifier_pair',
-           'labelled_answers', 'verifier_scores', 'auroc', 'verifier_rates']
+           'gated_retries', 'pass_at_k', 'answer_kl', 'calculate', 'correct_steps', 'generate_with_calculator',
+           'verifier_pair', 'labelled_answers', 'verifier_scores', 'auroc', 'verifier_rates']
 
 # %% ../nbs/14_align.ipynb #8434529a
-import ast, copy, dataclasses, hashlib, operator, re
+import ast, copy, dataclasses, hashlib, math, operator, re
 from collections import Counter
 from typing import Optional
 import torch, torch.nn as nn, torch.nn.functional as F
@@ -19,7 +19,7 @@ from fastcore.basics import patch
 from .core import ConfigError
 from .modeling import LossOutput, evaluating
 from .finetune import LMWrapper, find_classifier
-from .tokenizers import render_chat, CHAT_TURNS
+from .tokenizers import render_chat, require_end_token, CHAT_TURNS
 from .generate import SamplingConfig, generate
 from .tasks import final_answer, answer_matches
 
@@ -69,12 +69,14 @@ class PreferenceModel(LMWrapper):
     kind = 'causal'
     def __init__(self, policy:nn.Module, # a causal LM, possibly under a peft adapter
                  reference:Optional[nn.Module]=None, # a frozen model; None: the policy with its adapter switched off
-                 beta:float=0.1, loss:str='sigmoid'):
+                 beta:float=0.1, loss:str='sigmoid',
+                 nll_weight:float=0.0, # + this × the chosen answers' mean NLL per token (RPO; trl's `rpo_alpha`)
+                ):
         super().__init__(policy)                                             # the policy is `self.lm`
         if reference is None and not hasattr(policy, 'disable_adapter'):
             raise ConfigError("a preference model without a reference copy needs a LoRA policy (its reference is the "
                               "base with the adapter off): pass a reference, or set train.adapter=lora")
-        self.beta, self.loss_kind = beta, loss
+        self.beta, self.loss_kind, self.nll_weight = beta, loss, nll_weight
         self.__dict__['reference'] = reference.eval().requires_grad_(False) if reference is not None else None
         self.ref_logps = None                                   # precomputed: {row key: (2,) log-probs}
         for m in self.lm.modules():
@@ -111,6 +113,9 @@ def training_loss(self:PreferenceModel, batch:dict, state=None) -> LossOutput:
         ref = completion_logps(ref_logits, y.flatten(0, 1)).view(B, 2)
     loss, metrics = preference_loss(pi[:, 0], pi[:, 1], ref[:, 0], ref[:, 1], self.beta, self.loss_kind)
     metrics.update({'logps/chosen': pi[:, 0].detach().mean(), 'logps/rejected': pi[:, 1].detach().mean()})
+    if self.nll_weight:                                                  # RPO: keep the chosen answers likely
+        nll = -pi[:, 0].sum() / (y[:, 0] != -100).sum().clamp(min=1)
+        loss, metrics['nll_loss'] = loss + self.nll_weight * nll, nll.detach()
     if ref_logits is not None: metrics['kl'] = completion_kl(logits.detach(), ref_logits, y.flatten(0, 1))
     return LossOutput(loss, metrics)
 
@@ -153,7 +158,7 @@ def preference_model(model:nn.Module, # the policy as the trainer prepared it (l
     if tc.dpo_loss not in PREFERENCE_LOSSES:
         raise ConfigError(f"train.dpo_loss={tc.dpo_loss!r}: use one of {', '.join(PREFERENCE_LOSSES)}")
     reference = copy.deepcopy(model) if tc.adapter == 'none' else None
-    return PreferenceModel(model, reference, tc.dpo_beta, tc.dpo_loss)
+    return PreferenceModel(model, reference, tc.dpo_beta, tc.dpo_loss, tc.dpo_nll_weight)
 
 # %% ../nbs/14_align.ipynb #67d237a8
 def chat_prompts(questions:list) -> list:
@@ -174,12 +179,16 @@ def sample_solutions(model, tok, questions:list,
     return [outs[k * n:(k + 1) * n] for k in range(len(questions))]
 
 # %% ../nbs/14_align.ipynb #4f599181
-def majority_answer(texts:list) -> Optional[str]:
-    "The final answer most of `texts` give (ties: the one seen first); None when none gives one."
-    answers = [a for a in map(final_answer, texts) if a is not None]
-    if not answers: return None
-    counts = Counter(answers)
-    return max(counts, key=lambda a: (counts[a], -answers.index(a)))
+def majority_answer(texts:list,
+                    weights:Optional[list]=None, # one per text (a verifier's scores): a weighted vote; None: 1 each
+                   ) -> Optional[str]:
+    "The final answer most of `texts` give, by count or by weight (ties: the one seen first); None if none gives one."
+    votes = [(a, 1.0 if weights is None else w) for a, w in zip(map(final_answer, texts), weights or texts)
+             if a is not None]
+    if not votes: return None
+    total, first = Counter(), {}
+    for i, (a, w) in enumerate(votes): total[a] += w; first.setdefault(a, i)
+    return max(total, key=lambda a: (total[a], -first[a]))
 
 def best_of_n(texts:list, scores:list) -> str:
     "The text with the highest score (the first of equals)."
@@ -196,6 +205,36 @@ def gated_retries(draw, # () -> a new answer (a string)
         a = draw(); seen.append((score(a), a))
         if seen[-1][0] >= threshold: return a, k + 1
     return max(seen, key=lambda s: s[0])[1], len(seen)
+
+
+# %% ../nbs/14_align.ipynb #3c38f8fb
+def pass_at_k(n:int, # answers sampled
+              c:int, # of them right
+              k:int, # answers allowed
+             ) -> float:
+    "The unbiased estimate of pass@k from `c` right answers out of `n` samples."
+    if not 0 < k <= n: raise ValueError(f"pass@k needs 0 < k <= n samples; got k={k}, n={n}")
+    if n - c < k: return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+# %% ../nbs/14_align.ipynb #d6b03b50
+def answer_kl(model, base, tok, prompts:list, answers:list, batch_size:int=32) -> float:
+    "Mean KL(model || base) per answer token of `answers` after `prompts`: how far a stage moved from its base."
+    kl, n, end = 0.0, 0, require_end_token(tok)
+    for i in range(0, len(prompts), batch_size):
+        batch = zip(prompts[i:i + batch_size], answers[i:i + batch_size])
+        rows = [(tok.encode(p), tok.encode(a) + [end]) for p, a in batch]
+        T = max(len(p) + len(a) for p, a in rows)
+        ids = torch.full((len(rows), T), end, dtype=torch.long)                      # (b, T), padded with the end
+        y = torch.full((len(rows), T), -100, dtype=torch.long)                       # next tokens of the answers only
+        for j, (p, a) in enumerate(rows):
+            ids[j, :len(p) + len(a)] = torch.tensor(p + a); y[j, len(p) - 1:len(p) + len(a) - 1] = torch.tensor(a)
+        ids, y = ids.to(model.device), y.to(model.device)
+        with evaluating(model), evaluating(base), torch.no_grad():
+            ref = base(input_ids=ids.to(base.device)).logits.to(ids.device)
+            k = int((y != -100).sum()); kl += completion_kl(model(input_ids=ids).logits, ref, y).item() * k
+        n += k
+    return kl / max(n, 1)
 
 # %% ../nbs/14_align.ipynb #cd23c044
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}

@@ -207,6 +207,7 @@ class TrainConfig:
     dpo_beta: float = 0.1              # the implicit reward's scale: larger keeps the policy nearer the reference
     # model: a frozen copy of the start (under an adapter: the base, adapter off); precomputed: its log-probs, once
     dpo_reference: Literal['model', 'precomputed'] = 'model'
+    dpo_nll_weight: float = 0.0        # + this × the chosen answers' NLL per token (trl's rpo_alpha; 0: plain DPO)
 
 @dataclass
 class EvalConfig:

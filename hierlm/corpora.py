@@ -12,10 +12,11 @@ __all__ = ['BUILTIN_FILES', 'REGISTERS', 'LEVELS', 'GSM8K_VALID', 'TEXT_FIELDS',
            'boundaries', 'split_gsm8k_answer', 'load_gsm8k', 'record_text', 'question_slot', 'encode_record',
            'arithmetic_problems', 'arithmetic_record', 'arithmetic_records', 'load_sst2', 'load_dialogsum',
            'task_pairs', 'read_jsonl_pairs', 'encode_pair', 'record_chat_pair', 'split_hh_dialogue',
-           'load_hh_preferences', 'arithmetic_preferences', 'chat_corpus', 'encode_preference', 'chat_corpus_of',
-           'is_preference', 'read_text_file', 'read_jsonl_texts', 'load_hf_dataset', 'hf_dataset', 'hf_texts',
-           'load_corpus', 'cache_dir', 'token_dtype', 'save_npy_atomic', 'TokenSplit', 'DataBundle', 'build_tokenizer',
-           'prepare_data', 'mixture_components', 'describe_corpus', 'corpus_tokenizer', 'plot_levels']
+           'load_hh_preferences', 'arithmetic_preferences', 'slipped_answer', 'gsm8k_preferences', 'chat_corpus',
+           'encode_preference', 'chat_corpus_of', 'is_preference', 'read_text_file', 'read_jsonl_texts',
+           'load_hf_dataset', 'hf_dataset', 'hf_texts', 'load_corpus', 'cache_dir', 'token_dtype', 'save_npy_atomic',
+           'TokenSplit', 'DataBundle', 'build_tokenizer', 'prepare_data', 'mixture_components', 'describe_corpus',
+           'corpus_tokenizer', 'plot_levels']
 
 # %% ../nbs/01b_corpora.ipynb #04b5db43
 import dataclasses, functools, glob, hashlib, itertools, json, os, random, re, tempfile
@@ -356,7 +357,7 @@ def encode_pair(tok, pair:dict, # {prompt, completion}
 # %% ../nbs/01b_corpora.ipynb #ca4d55f3
 HH_ASSISTANT = CHAT_TURNS['assistant'].rstrip()                # '\n\nAssistant:', where a reply starts
 CHAT_PAIRS = ('chat-arith', 'chat-gsm8k', 'chat-hh')           # instruction sets in the chat format: prompt -> answer
-PREFERENCES = ('pref-arith', 'pref-hh')                      # {prompt, chosen, rejected}
+PREFERENCES = ('pref-arith', 'pref-gsm8k', 'pref-hh')        # {prompt, chosen, rejected}
 
 def record_chat_pair(rec:dict) -> dict:
     "A `{question, plan, execution}` record as a chat pair: the question as the user's turn, the worked solution."
@@ -395,6 +396,23 @@ def arithmetic_preferences(n:int=2000, seed:int=0, split:str='train') -> list:
         out.append({'prompt': good['prompt'], 'chosen': good['completion'], 'rejected': bad['completion']})
     return out
 
+def slipped_answer(text:str, answer:str, slip:int) -> str:
+    "`text` with its final answer `answer` off by `slip` wherever that number stands alone (the last steps, `#### n`)."
+    wrong = str(int(answer.replace(',', '')) + slip)
+    return re.sub(rf'(?<![\d.,]){re.escape(answer)}(?![\d]|[.,]\d)', wrong, text)
+
+def gsm8k_preferences(records:list, # GSM8K `{question, plan, execution, answer}` records
+                      seed:int=0, split:str='train') -> list:
+    "Each problem as `{prompt, chosen, rejected}`: its worked solution, and the same with the final answer slipped."
+    rng, out = random.Random(f'slips-gsm8k-{seed}-{split}'), []
+    for r in records:
+        if not re.fullmatch(r'\d+', r['answer']): continue                # integer answers only (nearly all of them)
+        good = record_chat_pair(r)
+        bad = slipped_answer(good['completion'], r['answer'], rng.choice((-2, -1, 1, 2, 10)))
+        if bad != good['completion']:
+            out.append({'prompt': good['prompt'], 'chosen': good['completion'], 'rejected': bad})
+    return out
+
 # %% ../nbs/01b_corpora.ipynb #cbbb9d5c
 def chat_corpus(corpus:str, # one of `CHAT_PAIRS` or `PREFERENCES`
                 dcfg:DataConfig, seed:int=0) -> dict:
@@ -405,6 +423,8 @@ def chat_corpus(corpus:str, # one of `CHAT_PAIRS` or `PREFERENCES`
     if corpus == 'chat-gsm8k':
         return {s: [record_chat_pair(r) for r in load_gsm8k(s, d)] for s in ('train', 'valid', 'test')}
     if corpus == 'pref-arith': return {s: arithmetic_preferences(n, seed, s) for s in ('train', 'valid', 'test')}
+    if corpus == 'pref-gsm8k':
+        return {s: gsm8k_preferences(load_gsm8k(s, d), seed, s) for s in ('train', 'valid', 'test')}
     prefs = load_hh_preferences(d, seed)
     if corpus == 'pref-hh': return prefs
     return {s: [{'prompt': r['prompt'], 'completion': r['chosen']} for r in v] for s, v in prefs.items()}
@@ -558,7 +578,8 @@ def _corpus_key(dcfg:DataConfig, seed:int) -> dict:
     if c == 'arith': return {'arith': dcfg.synthetic_docs, 'seed': seed, 'v': 1}
     if c in ('chat-arith', 'pref-arith'): return {c: dcfg.synthetic_docs, 'seed': seed, 'v': 1}
     if c in ('chat-hh', 'pref-hh'): return {c: stat([builtin_path('hh-rlhf', 'all', dcfg.data_dir)]), 'seed': seed}
-    if c == 'chat-gsm8k': return {c: stat([builtin_path('gsm8k', s, dcfg.data_dir) for s in ('train', 'test')])}
+    if c in ('chat-gsm8k', 'pref-gsm8k'):
+        return {c: stat([builtin_path('gsm8k', s, dcfg.data_dir) for s in ('train', 'test')]), 'seed': seed}
     if c.startswith('hf:'):
         name, files = _hf_source(dcfg)
         files = [Path(f) for f in files or []] + (sorted(p for p in Path(name).rglob('*') if p.is_file())
@@ -711,7 +732,8 @@ def prepare_data(dcfg:DataConfig, seed:int=0,
         raise ConfigError(f"data.corpus={dcfg.corpus} lays each record out in fixed slots: set data.segments to "
                           f"[question, plan, execution] lengths that sum to data.block_size (got segments="
                           f"{dcfg.segments}, block_size={dcfg.block_size})")
-    three = structured or records or dcfg.corpus in PAIRS or dcfg.corpus in ('chat-arith', 'chat-gsm8k', 'pref-arith')
+    three = structured or records or dcfg.corpus in PAIRS or dcfg.corpus in ('chat-arith', 'chat-gsm8k', 'pref-arith',
+                                                                              'pref-gsm8k')
     split_names = ('train', 'valid', 'test') if three else ('train', 'valid')
     what = [key, tokenizer_fingerprint(tokenizer), dcfg.val_fraction, structured, 1]
     what += [dcfg.segments, dcfg.layout] if records else []

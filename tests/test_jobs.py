@@ -64,3 +64,24 @@ def test_finetune_job_scores_prompting_and_the_finetuned_model():
         assert 'prompted 0-shot' in text and 'LoRA (r=8)' in text and 'exact_match' in text, text
         assert (Path(t)/'run'/'final'/'adapter_config.json').exists()
         assert (Path(t)/'arith-lora-random-tiny-base'/'config.json').exists()     # beside the run, not in the repo
+
+def test_align_job_runs_every_stage_and_writes_the_tables():
+    "The alignment job at its defaults (tiny: base, SFT, DPO, verifier, test-time methods) writes its tables and curve."
+    with tempfile.TemporaryDirectory() as t:
+        table = Path(t)/'align.md'
+        r = subprocess.run([str(Path(sys.executable).parent/'papermill'), 'nbs/86_job_align.ipynb', str(Path(t)/'run.ipynb'),
+                            '--cwd', 'nbs', '-p', 'out_dir', str(Path(t)/'run'), '-p', 'table_out', str(table),
+                            '-p', 'figure_out', str(Path(t)/'curve.png')], cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-4000:]
+        text = table.read_text()
+        for row in ('| SFT |', '| DPO |', '+ verifier reranking', '+ self-consistency', '+ calculator', 'pass@N', 'AUROC'):
+            assert row in text, (row, text)
+        assert (Path(t)/'curve.png').stat().st_size > 0 and (Path(t)/'run'/'seed0'/'results.json').exists()
+        table.write_text(text + '\n**What the numbers say**\n\nkept\n')               # hand notes survive a rerun
+        r = subprocess.run([str(Path(sys.executable).parent/'papermill'), 'nbs/86_job_align.ipynb', str(Path(t)/'run2.ipynb'),
+                            '--cwd', 'nbs', '-p', 'out_dir', str(Path(t)/'run'), '-p', 'table_out', str(table)],
+                           cwd=ROOT, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-4000:]
+        out = json.loads((Path(t)/'run2.ipynb').read_text())
+        assert 'read back' in ''.join(''.join(o.get('text', '')) for c in out['cells'] for o in c.get('outputs', []))
+        assert table.read_text().rstrip().endswith('kept')
