@@ -273,18 +273,19 @@ def generate_with_calculator(model, tok, prompts:list,
                              sc:SamplingConfig, # sampling and the answer's budget (`max_new_tokens` in all)
                              max_line_tokens:int=48) -> tuple:
     "`(texts, fixes)`: each prompt's answer written a line at a time, each line's arithmetic corrected as it ends."
-    texts, fixes, spent = [''] * len(prompts), [0] * len(prompts), 0
-    live = list(range(len(prompts)))
-    while live and spent < sc.max_new_tokens:
-        n = min(max_line_tokens, sc.max_new_tokens - spent)
+    texts, fixes, spent = [''] * len(prompts), [0] * len(prompts), [0] * len(prompts)   # spent: tokens, per answer
+    live, rnd = list(range(len(prompts))), 0
+    while live:
+        n = min(max_line_tokens, max(sc.max_new_tokens - spent[i] for i in live))
         step = dataclasses.replace(sc, max_new_tokens=n, stop=list(sc.stop) + ['\n'],
-                                   seed=None if sc.seed is None else sc.seed + spent)
-        lines = generate(model, tok, [prompts[i] + texts[i] for i in live], step)
-        spent += n
+                                   seed=None if sc.seed is None else sc.seed + rnd)
+        lines, rnd = generate(model, tok, [prompts[i] + texts[i] for i in live], step), rnd + 1
         for i, line in zip(list(live), lines):
+            spent[i] += len(tok.encode(line, add_special_tokens=False)) + 1          # the line and its newline
             line, k = correct_steps(line)
             fixes[i] += k
-            done = not line.strip() or '####' in line or any(s in texts[i] + line for s in sc.stop)
+            done = (not line.strip() or '####' in line or any(s in texts[i] + line for s in sc.stop)
+                    or spent[i] >= sc.max_new_tokens)
             texts[i] += line + ('' if done else '\n')
             if done: live.remove(i)
     return [t.rstrip('\n') for t in texts], fixes

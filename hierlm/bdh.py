@@ -63,14 +63,14 @@ class HierLMBDHConfig(HierLMConfig):
     def ties_embeddings(self) -> bool: return False
 
 # %% ../nbs/08_bdh.ipynb #9dd3dd20
-def rope_angles(positions:torch.Tensor, # (T,) token positions
+def rope_angles(positions:torch.Tensor, # (T,) token positions, or (B, T): each row its own
                 N:int, # neurons per head (rotated in pairs)
                 theta:float, # the RoPE base
                ) -> torch.Tensor:
-    "Angles `(T, N/2)` of the reference's neuron-pair RoPE."
+    "Angles `(T, N/2)` (or `(B, T, N/2)`) of the reference's neuron-pair RoPE."
     pair = torch.arange(0, N, 2, dtype=torch.float32, device=positions.device)
     freqs = 1.0 / (theta ** (pair / N)) / (2 * math.pi)                      # turns per position
-    return ((positions.float()[:, None] * freqs) % 1) * (2 * math.pi)
+    return ((positions.float()[..., None] * freqs) % 1) * (2 * math.pi)
 
 def rope_pairs(v:torch.Tensor, # (..., T, N)
                ang:torch.Tensor, # (T, N/2) from `rope_angles`
@@ -90,9 +90,10 @@ def rope_complex(v:torch.Tensor, # (..., T, N)
 
 # %% ../nbs/08_bdh.ipynb #b3adfff1
 class BDHState:
-    "BDH's memory of the tokens seen so far: per layer ρ `(B, nh, N, D)`, or the last `window` keys and values."
+    ("BDH's memory of the tokens seen so far: per layer ρ `(B, nh, N, D)`, or the last `window` keys and values; `t`, "
+     "the tokens seen (an int, or a `(B,)` tensor when rows have seen different numbers).")
     def __init__(self): self.rho, self.keys, self.values, self.t = {}, {}, {}, 0
-    def length(self, layer:int=0) -> int: return self.t
+    def length(self, layer:int=0) -> int: return int(self.t) if not torch.is_tensor(self.t) else int(self.t.max())
     def _map(self, f):
         for d in (self.rho, self.keys, self.values):
             for l in d: d[l] = f(d[l])
@@ -102,18 +103,30 @@ class BDHState:
         return self._map(lambda x: x.expand(n, *x.shape[1:]).contiguous())
     def reorder(self, idx:torch.Tensor):
         "Keep rows `idx` (beam search)."
+        if torch.is_tensor(self.t): self.t = self.t[idx]
         return self._map(lambda x: x[idx])
+    def join(self, other:'BDHState'):
+        "Append the rows of `other` (rows decoding together, each at its own position: continuous batching)."
+        if self.keys or other.keys:
+            raise ValueError("a windowed BDH (model.window) keeps a key window per row whose length differs between "
+                             "rows: its rows cannot join one batch; decode them one at a time")
+        if not self.rho: self.rho, self.t = dict(other.rho), other.t; return self
+        n, m = next(iter(self.rho.values())).shape[0], next(iter(other.rho.values())).shape[0]
+        rows = lambda t, k: t if torch.is_tensor(t) else torch.full((k,), t, dtype=torch.long)
+        self.t = torch.cat([rows(self.t, n), rows(other.t, m)])
+        for l in self.rho: self.rho[l] = torch.cat([self.rho[l], other.rho[l]])
+        return self
     def detach(self):
         "Cut the graph (truncated BPTT)."
         return self._map(lambda x: x.detach())
     def tensors(self) -> dict:
         "A flat dict of tensors (for checkpoints)."
         parts = (('rho', self.rho), ('keys', self.keys), ('values', self.values))
-        return {f'{n}.{l}': v for n, d in parts for l, v in d.items()} | {'t': torch.tensor(self.t)}
+        return {f'{n}.{l}': v for n, d in parts for l, v in d.items()} | {'t': torch.as_tensor(self.t)}
     @classmethod
     def from_tensors(cls, d:dict):
         "The state whose `tensors()` are `d`."
-        s = cls(); s.t = int(d['t'])
+        s = cls(); s.t = int(d['t']) if d['t'].dim() == 0 else d['t']
         for k, v in d.items():
             if k != 't': n, l = k.split('.'); getattr(s, n)[int(l)] = v
         return s
@@ -388,9 +401,11 @@ def forward(self:BDHModel,
     "The residual stream `(B, T, D)` after the last layer; in training, the fraction of active neurons as metrics."
     c = self.config
     B, T = input_ids.shape
-    t0 = cache.t if cache is not None else 0
-    ang = rope_angles(torch.arange(t0, t0 + T, device=input_ids.device), c.neurons, c.rope_theta)   # (T, N/2)
+    t0 = cache.t if cache is not None else 0                             # an int, or (B,): each row its own
+    pos = torch.arange(T, device=input_ids.device) + (t0.to(input_ids.device)[:, None] if torch.is_tensor(t0) else t0)
+    ang = rope_angles(pos, c.neurons, c.rope_theta)                      # (T, N/2), or (B, T, N/2)
     rope = torch.polar(torch.ones_like(ang), ang) if c.impl == 'fast' else ang
+    if ang.dim() == 3 and c.impl != 'fast': rope = rope[:, None]         # (B, 1, T, N/2) against (B, nh, T, N)
     keep = None
     if attention_mask is not None and not bool(attention_mask[:, -T:].all()):
         keep = attention_mask[:, -T:].to(self.embed.weight.dtype)

@@ -6,7 +6,7 @@ Docs: https://hierlm.github.io/hierlm/cli.html.md"""
 
 # %% auto #0
 __all__ = ['UsageError', 'number', 'cmd_presets', 'cmd_config', 'cmd_data', 'cmd_train', 'load_model', 'cmd_eval', 'cmd_generate',
-           'cmd_merge', 'build_parser', 'parse_args', 'main']
+           'cmd_merge', 'cmd_serve', 'build_parser', 'parse_args', 'main']
 
 # %% ../nbs/90_cli.ipynb #6c081c37
 import argparse, json, math, sys, time, warnings
@@ -216,6 +216,28 @@ def cmd_merge(args):
     out = merge_adapter(p, args.out)
     print(f'merged {p} into its base: {out} (load it like any model folder: hierlm generate {out})')
 
+# %% ../nbs/90_cli.ipynb #55c5baa8
+def cmd_serve(args):
+    "Serve run directories or model folders with OpenAI's completions and chat API until interrupted."
+    import uvicorn
+    from hierlm.serve import load_served, build_app, KeyRing, RateLimits
+    try: keys = KeyRing.gather(args.api_key or [], args.api_key_file)
+    except OSError as e: raise UsageError(f'--api-key-file: {e}') from None
+    models = {}
+    for spec in args.models:
+        name, _, path = spec.rpartition('=')
+        try: sm = load_served(path, name or None, args.max_batch, args.max_queue, args.max_context, args.dtype,
+                              args.quantize, args.device)
+        except ValueError as e: raise UsageError(str(e)) from None
+        if sm.name in models: raise UsageError(f'two models are named {sm.name!r}: name them, NAME=PATH')
+        models[sm.name] = sm
+    if not keys:
+        print('hierlm: note: no API key (--api-key, --api-key-file, HIERLM_API_KEYS): the server is open to anyone '
+              'who can reach it', file=sys.stderr)
+    app = build_app(models, keys, RateLimits(args.requests_per_minute, args.tokens_per_minute))
+    print(f"serving {', '.join(models)} at http://{args.host}:{args.port}/v1", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+
 # %% ../nbs/90_cli.ipynb #8139f71d
 def build_parser() -> argparse.ArgumentParser:
     "The `hierlm` parser; `parser.subcommands` maps each command to its own parser."
@@ -275,6 +297,29 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument('adapter', help="an adapter run directory (uses its final/) or adapter folder")
     m.add_argument('--out', required=True, help='folder the merged model is written to (must not exist)')
     m.set_defaults(func=cmd_merge)
+    s = add('serve', cmd_serve, "serve models with OpenAI's API (completions, chat; streaming)")
+    s.add_argument('models', nargs='+', help='run directories (their final/) or model folders; NAME=PATH names one')
+    s.add_argument('--host', default='127.0.0.1', help='address to listen on (0.0.0.0: every interface)')
+    s.add_argument('--port', type=number(int, 1, 65535), default=8000, help='port to listen on')
+    s.add_argument('--api-key', action='append', help='accept this API key (repeatable; also HIERLM_API_KEYS)')
+    s.add_argument('--api-key-file', default=None, help='accept the API keys in this file, one per line')
+    s.add_argument('--max-batch', type=number(int, 1), default=8, help='requests decoded together, per model')
+    s.add_argument('--max-queue', type=number(int, 1), default=64,
+                   help='requests waiting per model; beyond it: 503')
+    s.add_argument('--max-context', type=number(int, 2), default=None,
+                   help="prompt + completion tokens, at most (default: the model's block_size)")
+    s.add_argument('--dtype', choices=['float32', 'bfloat16', 'float16'], default='float32',
+                   help='weights and activations in this type, where the device runs it')
+    s.add_argument('--quantize', choices=['int8'], default=None,
+                   help='int8: dynamic int8 Linear layers (CPU; about 2x faster decoding)')
+    s.add_argument('--device', default='cpu', help='cpu, cuda, cuda:1, ...')
+    s.add_argument('--requests-per-minute', type=number(float, 0), default=0,
+                   help='per API key (per client address on an open server); 0: no limit')
+    s.add_argument('--tokens-per-minute', type=number(float, 0), default=0,
+                   help='prompt + max_tokens per API key; 0: no limit')
+    s.add_argument('--log-level', default='warning', choices=['critical', 'error', 'warning', 'info', 'debug'],
+                   help="uvicorn's log level")
+    s.set_defaults(func=cmd_serve)
     p.subcommands = sub.choices
     return p
 

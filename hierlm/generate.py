@@ -6,7 +6,7 @@ Docs: https://hierlm.github.io/hierlm/generate.html.md"""
 
 # %% auto #0
 __all__ = ['SamplingConfig', 'filter_logits', 'pick', 'PromptError', 'unknown_characters', 'prompt_ids', 'stream', 'generate',
-           'beam_search']
+           'beam_search', 'KVBatch', 'StateBatch', 'batch_decoder']
 
 # %% ../nbs/12_generate.ipynb #a5d9115f
 import re
@@ -223,3 +223,84 @@ def beam_search(model, tok, prompt:str, sc:SamplingConfig) -> str:
     finished += [(float(scores[b]) / (beams.shape[1] - P) ** sc.length_penalty, tok.decode(beams[b, P:].tolist()))
                  for b in range(K) if torch.isfinite(scores[b])]
     return _cut(max(finished)[1], sc.stop, tok.eos_token)
+
+# %% ../nbs/12_generate.ipynb #3e1fa99a
+class KVBatch:
+    "Rows decoding together over one left-padded KV cache, each at its own length; they join and leave between steps."
+    def __init__(self, model):
+        self.model, self.cache, self.mask = model, None, None       # mask (B, S): 1 for a token, 0 for padding
+        self.device = next(model.parameters()).device
+    def __len__(self) -> int: return 0 if self.mask is None else self.mask.shape[0]
+
+    @torch.no_grad()
+    def prefill(self, ids:list) -> tuple:
+        "Read one row's prompt `ids` alone: `(row, its next-token logits (V,))`; the row joins with `join`."
+        cache, x = KVCache(), torch.tensor([ids], device=self.device)
+        logits = self.model(x, cache=cache).logits[0, -1]
+        return (cache, torch.ones(1, len(ids), dtype=torch.long, device=self.device)), logits
+
+    def join(self, row:tuple):
+        "Add a prefilled row: the shorter side is left-padded so every row ends at the last column."
+        cache, mask = row
+        if self.mask is None: self.cache, self.mask = cache, mask; return
+        S, s = self.mask.shape[1], mask.shape[1]
+        pad = lambda t, n: F.pad(t, (0, 0, n, 0)) if n else t               # (B, H, S, D): n columns on the left
+        for l in self.cache.k:
+            self.cache.k[l] = torch.cat([pad(self.cache.k[l], max(s - S, 0)), pad(cache.k[l], max(S - s, 0))])
+            self.cache.v[l] = torch.cat([pad(self.cache.v[l], max(s - S, 0)), pad(cache.v[l], max(S - s, 0))])
+        self.mask = torch.cat([F.pad(self.mask, (max(s - S, 0), 0)), F.pad(mask, (max(S - s, 0), 0))])
+
+    def leave(self, keep:list):
+        "Keep only rows `keep` (indices, in order); columns that are padding in every kept row go."
+        if not keep: self.cache = self.mask = None; return
+        self.cache.reorder(torch.tensor(keep, device=self.device)); self.mask = self.mask[keep]
+        lead = int((self.mask.sum(0) == 0).long().cumprod(0).sum())          # leading all-padding columns
+        if lead:
+            for l in self.cache.k:
+                self.cache.k[l], self.cache.v[l] = self.cache.k[l][:, :, lead:], self.cache.v[l][:, :, lead:]
+            self.mask = self.mask[:, lead:]
+
+    @torch.no_grad()
+    def step(self, tokens:torch.Tensor) -> torch.Tensor:
+        "Feed each row its next token `(B,)`: every row's next-token logits `(B, V)`."
+        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], 1)
+        am = None if bool(self.mask.all()) else self.mask
+        return self.model(tokens[:, None].to(self.device), attention_mask=am, cache=self.cache).logits[:, -1]
+
+# %% ../nbs/12_generate.ipynb #6a556dd6
+class StateBatch:
+    "Rows decoding together over a recurrent state (BDH): a fixed-size state per row, joined by concatenation."
+    def __init__(self, model):
+        self.model, self.state, self.n = model, None, 0
+        self.device = next(model.parameters()).device
+    def __len__(self) -> int: return self.n
+
+    @torch.no_grad()
+    def prefill(self, ids:list) -> tuple:
+        "Read one row's prompt `ids` alone: `(its state, its next-token logits (V,))`."
+        state = self.model.new_state()
+        logits = self.model(torch.tensor([ids], device=self.device), cache=state).logits[0, -1]
+        return state, logits
+
+    def join(self, row):
+        "Add a prefilled row's state."
+        self.state = row if self.state is None else self.state.join(row)
+        self.n += 1
+
+    def leave(self, keep:list):
+        "Keep only rows `keep` (indices, in order)."
+        if not keep: self.state, self.n = None, 0; return
+        self.state.reorder(torch.tensor(keep, device=self.device)); self.n = len(keep)
+
+    @torch.no_grad()
+    def step(self, tokens:torch.Tensor) -> torch.Tensor:
+        "Feed each row its next token `(B,)`: every row's next-token logits `(B, V)`."
+        return self.model(tokens[:, None].to(self.device), cache=self.state).logits[:, -1]
+
+# %% ../nbs/12_generate.ipynb #4e3fd264
+def batch_decoder(model):
+    "The batch decoder for `model`: a `StateBatch` when it has a recurrent state, else a `KVBatch`."
+    if getattr(model.config, 'is_encoder_decoder', False) or getattr(model.config, 'arch', None) is None:
+        raise ValueError(f"{type(model).__name__}: continuous batching needs a hierlm causal LM (decoder, BDH, "
+                         f"bigram); transformers' own architectures decode with `generate`")
+    return StateBatch(model) if model.new_state() is not None else KVBatch(model)
