@@ -214,6 +214,12 @@ def _unmap(model):
         for name, b in list(mod.named_buffers(recurse=False)):
             if b is not None: setattr(mod, name, b.clone())
 
+def _no_cpu_repack(model):
+    "Keep bitsandbytes' 4-bit layers on one CPU kernel, the one every machine runs."
+    for mod in model.modules():     # on avx512bf16 CPUs bnb 0.50 repacks a layer for inference when it runs under
+        if hasattr(mod, 'support_avx512bf16_for_cpu'): mod.support_avx512bf16_for_cpu = False   # no_grad; it fails
+                                    # when in_features is not a multiple of the block size (64): e.g. d_model 96
+
 def _nf4_config():
     "bitsandbytes 4-bit NF4, double quantisation, fp32 compute (QLoRA, Dettmers et al. 2023)."
     from transformers import BitsAndBytesConfig
@@ -242,7 +248,7 @@ def load_pretrained(path, # a run directory, a hierlm or transformers model fold
     if quantize and not is_quantized(model):
         raise ConfigError(f"{p}: quantizing left no 4-bit layer ({type(model).__name__} keeps its weights outside "
                           f"nn.Linear layers, as BDH does): use train.adapter=lora")
-    if quantize: _unmap(model)
+    if quantize: _unmap(model); _no_cpu_repack(model)
     model = adopt(model.eval())
     return (with_head(model, p).eval() if (p/CLASSIFIER_FILE).exists() else model), tok
 

@@ -182,9 +182,11 @@ def integer(lo:Optional[int]=None, hi:Optional[int]=None, none:bool=False) -> Ca
     "A check: an integer in [lo, hi] (or null when `none`)."
     def check(name, v):
         if v is None and none: return None
-        if not isinstance(v, int) or isinstance(v, bool): raise bad(name, f'must be an integer, got {json.dumps(v)[:40]}', 'invalid_type')
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise bad(name, f'must be an integer, got {json.dumps(v)[:40]}', 'invalid_type')
         if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise bad(name, f"must be in [{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}], got {v}")
+            span = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+            raise bad(name, f"must be in {span}, got {v}")
         return v
     return check
 
@@ -225,7 +227,8 @@ def stream_options(name, v):
 def neutral(value) -> Callable:
     "A check for a field we do not implement: accepted only at `value` (or null)."
     def check(name, v):
-        if v is not None and v != value: raise bad(name, f'is not supported by this server (only {json.dumps(value)})', 'unsupported_parameter')
+        if v is not None and v != value:
+            raise bad(name, f'is not supported by this server (only {json.dumps(value)})', 'unsupported_parameter')
         return v
     return check
 
@@ -235,7 +238,8 @@ def check_body(body:dict, # the parsed JSON object
               ) -> dict:
     "Every field of `fields`, checked (null is the default), with defaults; an `APIError` for a bad one."
     unknown = [k for k in body if k not in fields]
-    if unknown: raise bad(unknown[0], f'unknown parameter (this endpoint takes {", ".join(fields)})', 'unknown_parameter')
+    if unknown:
+        raise bad(unknown[0], f'unknown parameter (this endpoint takes {", ".join(fields)})', 'unknown_parameter')
     out = {}
     for name, (check, default) in fields.items():
         if body.get(name) is None:                                          # absent or null: the default
@@ -346,8 +350,8 @@ def chat_token_ids(sm:ServedModel, messages) -> list:
         if not isinstance(m, dict) or m.get('role') not in ('system', 'developer', 'user', 'assistant'):
             raise bad(f'messages[{i}]', 'must be an object whose role is system, developer, user or assistant')
         c = m.get('content')
-        if isinstance(c, list) and all(isinstance(x, dict) and x.get('type') == 'text' and isinstance(x.get('text'), str)
-                                       for x in c):
+        text_part = lambda x: isinstance(x, dict) and x.get('type') == 'text' and isinstance(x.get('text'), str)
+        if isinstance(c, list) and all(map(text_part, c)):
             c = ''.join(x['text'] for x in c)                             # text parts
         if not isinstance(c, str): raise bad(f'messages[{i}].content', 'must be a string or a list of text parts')
         msgs.append({'role': 'system' if m['role'] == 'developer' else m['role'], 'content': c})
@@ -556,7 +560,8 @@ async def _sse(call:_Call, q:asyncio.Queue, metrics:Metrics):
     try:
         for i in range(len(call.jobs)):
             if call.kind == 'chat': yield _data(_chunk(call, i, role=True))
-            elif call.echo and call.top is None: yield _data(_chunk(call, i, call.sm.tok.decode(call.prompts[i // call.n])))
+            elif call.echo and call.top is None:
+                yield _data(_chunk(call, i, call.sm.tok.decode(call.prompts[i // call.n])))
         while left:
             i, ev = await q.get()
             if 'error' in ev:
@@ -589,7 +594,8 @@ async def _gather(call:_Call, q:asyncio.Queue, request, metrics:Metrics) -> dict
         r = res[i]
         if 'error' in ev: call.cancel(); raise APIError(500, ev['error'], None, 'engine_error', 'server_error')
         if 'text' in ev:
-            if not r['text'] and not r['infos'] and i == 0: metrics.ttft.labels(call.sm.name).observe(time.monotonic() - t0)
+            if not r['text'] and not r['infos'] and i == 0:
+                metrics.ttft.labels(call.sm.name).observe(time.monotonic() - t0)
             r['text'] += ev['text']; r['infos'] += ev.get('tokens', [])
         r['prompt'] += ev.get('prompt', [])
         if 'finish' in ev: r['finish'], left, done = ev['finish'], left - 1, done + ev['completion_tokens']
@@ -626,7 +632,8 @@ async def read_json(request, max_body:int, timeout:float=10.0) -> dict:
     except UnicodeDecodeError as e:
         raise APIError(400, f'the body is not valid UTF-8 ({e.reason} at byte {e.start})', None, 'invalid_json')
     try: body = json.loads(text, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as e: raise APIError(400, f'the body is not valid JSON: {e}', None, 'invalid_json')
+    except (ValueError, RecursionError) as e:
+        raise APIError(400, f'the body is not valid JSON: {e}', None, 'invalid_json')
     if not isinstance(body, dict): raise APIError(400, 'the body must be a JSON object', None, 'invalid_json')
     return body
 

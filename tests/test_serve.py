@@ -29,7 +29,8 @@ class Server:
         self.port = free_port()
         self.url = f'http://127.0.0.1:{self.port}'
         self.proc = subprocess.Popen([HIERLM, 'serve', *[f'{n}={p}' for n, p in folders.items()], '--port',
-                                      str(self.port), *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                      str(self.port), *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
         t0 = time.time()
         while time.time() - t0 < 120:
             if self.proc.poll() is not None: raise RuntimeError(self.proc.stderr.read())
@@ -72,7 +73,8 @@ def test_openai_client_completions_and_chat(server):
         chunks = list(c.chat.completions.create(model=model, messages=msgs, max_completion_tokens=10, seed=3,
                                                 stream=True, stream_options={'include_usage': True}))
         assert chunks[0].choices[0].delta.role == 'assistant'
-        assert ''.join(ch.choices[0].delta.content or '' for ch in chunks if ch.choices) == chat.choices[0].message.content
+        content = ''.join(ch.choices[0].delta.content or '' for ch in chunks if ch.choices)
+        assert content == chat.choices[0].message.content
         assert chunks[-1].choices == [] and chunks[-1].usage.total_tokens == chat.usage.total_tokens
 
 def test_raw_http_every_route_and_every_error_status(server, folders):
@@ -93,7 +95,8 @@ def test_raw_http_every_route_and_every_error_status(server, folders):
         if code: assert e['code'] == code, e
     err('/v1/completions', {'model': 'nope', 'prompt': 'a'}, 404, 'model', 'model_not_found')
     err('/v1/completions', {'model': 'dec', 'prompt': 'a', 'top_p': 0}, 400, 'top_p')
-    err('/v1/completions', {'model': 'dec', 'prompt': 'a', 'max_tokens': 10 ** 9}, 400, 'prompt', 'context_length_exceeded')
+    err('/v1/completions', {'model': 'dec', 'prompt': 'a', 'max_tokens': 10 ** 9}, 400, 'prompt',
+        'context_length_exceeded')
     err('/v1/chat/completions', {'model': 'dec', 'messages': [{'role': 'user', 'content': 'a' * 200}]}, 400, 'messages',
         'context_length_exceeded')
     err('/v1/chat/completions', {'model': 'dec', 'messages': []}, 400, 'messages')
@@ -118,7 +121,8 @@ def test_raw_http_every_route_and_every_error_status(server, folders):
     finally: busy.stop()
 
 def stream_text(server, body) -> str:
-    with httpx.stream('POST', server.url + '/v1/completions', headers=H, json={**body, 'stream': True}, timeout=120) as r:
+    with httpx.stream('POST', server.url + '/v1/completions', headers=H, json={**body, 'stream': True},
+                      timeout=120) as r:
         lines = [l for l in r.iter_lines() if l]
     assert lines[-1] == 'data: [DONE]'
     return ''.join(c['choices'][0]['text'] for c in (json.loads(l[6:]) for l in lines[:-1]) if c['choices'])
@@ -182,7 +186,8 @@ def bad_requests(rng:random.Random) -> list:
            b'{"model": "dec",, }', b'x' * (2 << 20)]
     out = [(p, json.dumps(b).encode()) for p, b in out]
     out += [(p, r) for p in ('/v1/completions', '/v1/chat/completions') for r in raw]
-    while len(out) < 1000: out.append(('/v1/completions', bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))))
+    while len(out) < 1000:                                                    # random bytes
+        out.append(('/v1/completions', bytes(rng.randrange(256) for _ in range(rng.randrange(1, 64)))))
     return out
 
 def raw_socket(port:int, data:bytes, pause:float=0.0, close_early:bool=False) -> bytes:
