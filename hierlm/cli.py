@@ -227,7 +227,7 @@ def cmd_serve(args):
     for spec in args.models:
         name, _, path = spec.rpartition('=')
         try: sm = load_served(path, name or None, args.max_batch, args.max_queue, args.max_context, args.dtype,
-                              args.quantize, args.device)
+                              args.quantize, args.device, args.diffusion_steps)
         except ValueError as e: raise UsageError(str(e)) from None
         if sm.name in models: raise UsageError(f'two models are named {sm.name!r}: name them, NAME=PATH')
         models[sm.name] = sm
@@ -313,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument('--quantize', choices=['int8'], default=None,
                    help='int8: dynamic int8 Linear layers (CPU; about 2x faster decoding)')
     s.add_argument('--device', default='cpu', help='cpu, cuda, cuda:1, ...')
+    s.add_argument('--diffusion-steps', type=number(int, 1), default=16,
+                   help='block-diffusion models: denoising passes per block')
     s.add_argument('--requests-per-minute', type=number(float, 0), default=0,
                    help='per API key (per client address on an open server); 0: no limit')
     s.add_argument('--tokens-per-minute', type=number(float, 0), default=0,

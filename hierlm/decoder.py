@@ -15,7 +15,7 @@ from typing import Literal, Optional
 import torch, torch.nn as nn, torch.nn.functional as F
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from .core import ModelConfig
-from .masks import Mask, causal_mask, sliding_window_mask, sink_mask
+from .masks import Mask, causal_mask, sliding_window_mask, sink_mask, padding_mask
 from .attention import Attention, KVCache, SinkCache, bind_mask
 from .modeling import (HierLMConfig, HierLMModel, HierLMCausalLM, CausalLMOutputWithMetrics, lm_loss, kv_cache,
                              CACHE_FIELD,
@@ -161,8 +161,7 @@ class DecoderModel(HierLMModel):
             local = sliding_window_mask(c.window, causal=True)
             m = local | (causal_mask() & sink_mask(c.n_sink_tokens)) if c.n_sink_tokens else local
         if attention_mask is not None and not bool(attention_mask.all()):
-            am = attention_mask.bool()
-            m = m & Mask(lambda b, h, q, kv: am[b, kv], 'padding', am.shape[1])
+            m = m & padding_mask(attention_mask)
         return m
 
     def forward(self, input_ids=None, attention_mask=None, cache:Optional[KVCache]=None, past_key_values=None,

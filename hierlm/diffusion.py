@@ -7,7 +7,7 @@ Docs: https://hierlm.github.io/hierlm/diffusion.html.md"""
 # %% auto #0
 __all__ = ['CLIP_GRID', 'sample_t', 'mask_tokens', 'subs_logits', 'DiffusionConfig', 'HierLMDiffusionConfig', 'BlockDiffusionLM',
            'build_diffusion', 'search_noise_interval', 'nelbo', 'DiffusionSampling', 'sample_blocks',
-           'diffusion_generate', 'generated_segments', 'plot_trajectory', 'loss_by_t']
+           'diffusion_generate', 'generated_segments', 'BlockBatch', 'plot_trajectory', 'loss_by_t']
 
 # %% ../nbs/09_diffusion.ipynb #c76098f9
 import math, warnings, zlib
@@ -17,11 +17,11 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.basics import patch
 from transformers.modeling_outputs import MaskedLMOutput
 from .core import ModelConfig, ConfigError
-from .masks import block_diffusion_mask, plan_execute_mask, block_causal_mask
+from .masks import block_diffusion_mask, plan_execute_mask, block_causal_mask, padding_mask
 from .attention import KVCache, bind_mask
 from .decoder import DecoderBlock
 from .modeling import HierLMConfig, HierLMModel, LossOutput, register_family, evaluating
-from .generate import SamplingConfig, filter_logits, pick, prompt_ids
+from .generate import SamplingConfig, filter_logits, pick, prompt_ids, KVBatch
 from .tokenizers import end_token_id
 from .corpora import question_slot
 
@@ -277,40 +277,60 @@ class _Peek:
         if layer not in self.cache.k: return k, v
         return torch.cat([self.cache.k[layer], k], 2), torch.cat([self.cache.v[layer], v], 2)
 
-def _draw(logits:torch.Tensor, sc:SamplingConfig, g) -> torch.Tensor:
+def _per_row(g) -> bool: return isinstance(g, (list, tuple))
+
+def _draw(logits:torch.Tensor, # (B, n, V)
+          sc, # the token filter: a `SamplingConfig`, or one per row
+          g, # a generator, or one per row (a row whose generator is None takes the argmax)
+         ) -> torch.Tensor:
     "A token for every position of `logits (B, n, V)` (greedy when temperature is 0)."
     B, n, V = logits.shape
-    return pick(filter_logits(logits.reshape(B * n, V), sc), sc, g).view(B, n)
+    if not _per_row(g): return pick(filter_logits(logits.reshape(B * n, V), sc), sc, g).view(B, n)
+    scs = sc if _per_row(sc) else [sc] * B
+    return torch.stack([l.argmax(-1) if gi is None else pick(filter_logits(l, s), s, gi)
+                        for l, s, gi in zip(logits, scs, g)])
+
+def _uniform(B:int, n:int, g, device) -> torch.Tensor:
+    "Uniform draws `(B, n)`: from one generator, or row by row from one per row (None: ones, nothing drawn)."
+    if not _per_row(g): return torch.rand(B, n, generator=g, device=device)
+    return torch.stack([torch.ones(n, device=device) if gi is None else torch.rand(n, generator=gi, device=device)
+                        for gi in g])
 
 # %% ../nbs/09_diffusion.ipynb #0d156e0c
 def _denoise_block(model,
-                   out:torch.Tensor, # (B, S) the clean ids so far (in `cache` too, when there is one)
-                   cache, ds:DiffusionSampling, g, step:int) -> tuple:
-    "A block of masks denoised after `out`: `(ids (B, L'), the step at which each was unmasked, the next step)`."
-    c, sc = model.config, ds.tokens
-    bs, M, (Q, _) = c.block, c.mask_id, c.layout()
-    B, dev = out.shape[0], out.device
+                   logits_of, # x (B, L') -> the denoiser's logits (B, L', V) for the noisy block x
+                   B:int, ds:DiffusionSampling,
+                   g, # a generator, or one per row (its draws do not depend on the other rows)
+                   step:int, # the trajectory's step count so far
+                   sc=None, # the token filter: a `SamplingConfig` or one per row (default: `ds.tokens`)
+                  ) -> tuple:
+    "A block of masks denoised: `(ids (B, L'), the step at which each was unmasked, the next step)`."
+    c, sc, dev = model.config, ds.tokens if sc is None else sc, model.device
+    bs, M = c.block, c.mask_id
     x, when = torch.full((B, bs), M, dtype=torch.long, device=dev), torch.full((B, bs), -1, device=dev)
     logits, changed = None, True
     n_steps = bs if ds.sampler == 'first_hitting' else ds.steps
     for k in range(n_steps):
-        if changed:                                                   # no time input: same x, same logits
-            if cache is not None: logits = model.run(x, None, None, _Peek(cache))
-            else:
-                mask = block_causal_mask(bs, Q) if out.shape[1] else None
-                logits = model.run(torch.cat([out, x], 1), mask)[:, -bs:]
-            logits = subs_logits(logits, x, M)
+        if changed: logits = subs_logits(logits_of(x), x, M)          # no time input: same x, same logits
         cand = _draw(logits, sc, g)                                   # a token for every position
         masked = x == M
         if ds.sampler == 'first_hitting':                             # one masked position per row, uniformly
-            score = torch.rand(B, bs, generator=g, device=dev).masked_fill(~masked, -1)
+            score = _uniform(B, bs, g, dev).masked_fill(~masked, -1)
             unmask = F.one_hot(score.argmax(-1), bs).bool() & masked
         else:                                                         # t → s: unmask with probability (t − s)/t
             t, s = 1 - k / n_steps, 1 - (k + 1) / n_steps
-            unmask = masked & (torch.rand(B, bs, generator=g, device=dev) < (t - s) / t)
+            unmask = masked & (_uniform(B, bs, g, dev) < (t - s) / t)
         x, when = torch.where(unmask, cand, x), torch.where(unmask, step, when)
         changed, step = bool(unmask.any()), step + 1
     return torch.where(x == M, cand, x), when, step                   # nothing stays masked
+
+def _block_logits(model, out:torch.Tensor, # (B, S) the clean ids so far (in `cache` too, when there is one)
+                  cache):
+    "The denoiser of the block after `out`: attending to the cache of clean blocks, or rereading `out` under a mask."
+    if cache is not None: return lambda x: model.run(x, None, None, _Peek(cache))
+    bs, (Q, _) = model.config.block, model.config.layout()
+    mask = block_causal_mask(bs, Q) if out.shape[1] else None
+    return lambda x: model.run(torch.cat([out, x], 1), mask)[:, -bs:]
 
 # %% ../nbs/09_diffusion.ipynb #a814af55
 def _plan(c, P:int, n_tokens:Optional[int]) -> tuple:
@@ -325,6 +345,21 @@ def _plan(c, P:int, n_tokens:Optional[int]) -> tuple:
     if n_tokens % c.block: raise ValueError(f"n_tokens={n_tokens} is not a multiple of the block size {c.block}")
     return n_tokens, ([sum(segs[:i + 1]) for i in range(len(segs))] if c.segments else [n_tokens])
 
+def _read_prefix(model, prefix:torch.Tensor, # (B, P): a question slot (one bidirectional pass), or whole blocks
+                 cache:KVCache):
+    "Put the clean prefix in `cache`."
+    bs, (Q, _) = model.config.block, model.config.layout()
+    if Q: model.run(prefix, None, None, cache)
+    else:
+        for s in range(0, prefix.shape[1], bs): model.run(prefix[:, s:s + bs], None, None, cache)
+
+def _settle(seg:torch.Tensor, # (B, s) the current segment's ids so far
+            x:torch.Tensor, # (B, L') its new block
+            end:int) -> torch.Tensor:
+    "The block as it is kept: after the end token a segment holds end tokens."
+    seen = torch.cat([seg, x], 1) == end
+    return torch.where((seen.long().cumsum(1) - seen.long() > 0)[:, -x.shape[1]:], torch.full_like(x, end), x)
+
 def sample_blocks(model,
                   prefix:torch.Tensor, # (B, P): a question slot, or whole blocks of a prompt; (B, 0): none
                   n_tokens:Optional[int]=None, # a multiple of the block size; None: the segments, or up to block_size
@@ -336,25 +371,22 @@ def sample_blocks(model,
 @torch.no_grad()
 def _blocks(model, prefix, n_tokens:int, bounds:list, ds:DiffusionSampling) -> Iterator[tuple]:
     "The generator behind `sample_blocks` (the prefix already checked)."
-    c, sc, (Q, _) = model.config, ds.tokens, model.config.layout()
+    c, sc = model.config, ds.tokens
     bs, end, dev, (B, P) = c.block, c.end_id, model.device, prefix.shape
     g = torch.Generator(device=dev).manual_seed(sc.seed if sc.seed is not None else 0)
     cache = KVCache() if sc.use_cache else None
-    if cache is not None and P:                                       # the prefix: one bidirectional pass, or by blocks
-        if Q: model.run(prefix, None, None, cache)
-        else:
-            for s in range(0, P, bs): model.run(prefix[:, s:s + bs], None, None, cache)
+    if cache is not None and P: _read_prefix(model, prefix, cache)
     out, step = prefix, 0
     done = torch.zeros(B, dtype=torch.bool, device=dev)               # rows that have ended the current segment
     for start in range(0, n_tokens, bs):
         seg_end = next(b for b in bounds if b > start)
         if ds.stop_on_end and done.all() and end >= 0:                # ended everywhere: the rest is end tokens
             x, when = torch.full((B, bs), end, dtype=torch.long, device=dev), torch.full((B, bs), -1, device=dev)
-        else: x, when, step = _denoise_block(model, out, cache, ds, g, step)
+        else: x, when, step = _denoise_block(model, _block_logits(model, out, cache), B, ds, g, step)
         if end >= 0:                                                  # after the end token, a segment holds end tokens
-            seen = torch.cat([out[:, P + max([0] + [b for b in bounds if b <= start]):], x], 1) == end
-            x = torch.where((seen.long().cumsum(1) - seen.long() > 0)[:, -bs:], torch.full_like(x, end), x)
-            done = done | seen.any(1)
+            seg = out[:, P + max([0] + [b for b in bounds if b <= start]):]
+            x = _settle(seg, x, end)
+            done = done | (seg == end).any(1) | (x == end).any(1)
         out = torch.cat([out, x], 1)
         yield x, when
         if cache is not None: model.run(x, None, None, cache)         # the clean block joins the cache
@@ -442,6 +474,46 @@ def complete(self:BlockDiffusionLM, tok,
     with evaluating(self):
         if self.config.segments: yield from _segment_lines(tok, self.config, blocks)
         else: yield from _text_pieces(tok, blocks, self.config.end_id)
+
+# %% ../nbs/09_diffusion.ipynb #56bf2b16
+class BlockBatch(KVBatch):
+    "Rows denoising a block each, together, over one left-padded cache of their clean blocks; joining between blocks."
+    def __init__(self, model, ds:Optional[DiffusionSampling]=None):
+        super().__init__(model)
+        self.ds = ds or DiffusionSampling()                  # steps and sampler (each row brings its token filter)
+
+    @torch.no_grad()
+    def prefill(self, prefix:list) -> tuple:
+        "Read one row's `prefix` (a question slot, or whole blocks) alone: the row, for `join`."
+        cache, dev = KVCache(), self.device
+        if prefix: _read_prefix(self.model, torch.tensor([prefix], device=dev), cache)
+        else:                                                # no prefix: every layer's cache, of length 0
+            self.model.run(torch.zeros(1, 1, dtype=torch.long, device=dev), None, None, cache)
+            for l in cache.k: cache.k[l], cache.v[l] = cache.k[l][:, :, :0], cache.v[l][:, :, :0]
+        return cache, torch.ones(1, len(prefix), dtype=torch.long, device=dev)
+
+    def _next_block(self) -> tuple:
+        "The padding mask (None: no padding) and each row's RoPE positions `(B, L')` of the block after the cache."
+        B, bs = len(self), self.model.config.block
+        valid = torch.cat([self.mask, self.mask.new_ones(B, bs)], 1)           # (B, S + L')
+        positions = self.mask.sum(1, keepdim=True) + torch.arange(bs, device=self.device)
+        return (None if bool(valid.all()) else padding_mask(valid)), positions, valid
+
+    @torch.no_grad()
+    def denoise(self, gens:list, # one generator per row (None: the row is not drawn; its block is overwritten)
+                scs:list, # one token filter (`SamplingConfig`) per row
+               ) -> torch.Tensor:
+        "Every row's next block `(B, L')`, denoised together."
+        mask, positions, _ = self._next_block()
+        logits_of = lambda x: self.model.run(x, mask, positions, _Peek(self.cache))
+        return _denoise_block(self.model, logits_of, len(self), self.ds, gens, 0, scs)[0]
+
+    @torch.no_grad()
+    def commit(self, x:torch.Tensor):
+        "The clean blocks `x (B, L')` join the cache."
+        mask, positions, valid = self._next_block()
+        self.model.run(x, mask, positions, self.cache)
+        self.mask = valid
 
 # %% ../nbs/09_diffusion.ipynb #2f8742ce
 def plot_trajectory(tok,

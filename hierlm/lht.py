@@ -16,7 +16,7 @@ from typing import Iterator, Literal, Optional
 import torch, torch.nn as nn, torch.nn.functional as F
 from transformers.modeling_outputs import MaskedLMOutput
 from .core import ModelConfig, ConfigError
-from .masks import Mask, sliding_window_mask, hierarchical_mask, insert_anchors
+from .masks import sliding_window_mask, hierarchical_mask, insert_anchors, padding_mask
 from .attention import bind_mask
 from .modeling import HierLMConfig, HierLMModel, LossOutput, lm_loss, register_family, evaluating
 from .decoder import DecoderBlock
@@ -189,7 +189,7 @@ def anchored(self:LHT, h:torch.Tensor, bounds:list):
         bi = c.n_levels - (a if c.doc_token else a + 1)                      # coarse→fine anchor level a → bounds index
         scale = torch.where(is_anchor & (A == a), torch.gather(bounds[bi].b_ste, 1, tok), scale)
     x = torch.where(is_anchor[..., None], x + self.anchor_embed(lvl) * scale[..., None], x)
-    m = hierarchical_mask(L, A, c.neighbours) & Mask(lambda b_, h_, q, kv: valid[b_, kv], 'padding', Tp)
+    m = hierarchical_mask(L, A, c.neighbours) & padding_mask(valid)
     token_index = torch.stack([torch.nonzero(S[b] >= 0).squeeze(-1)[:T] for b in range(B)])   # where each token went
     # tokens + anchors of the longest row (pictures)
     self.last_length = longest

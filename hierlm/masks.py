@@ -6,8 +6,9 @@ Docs: https://hierlm.github.io/hierlm/masks.html.md"""
 
 # %% auto #0
 __all__ = ['HIERARCHICAL_FLEX_KERNEL', 'Mask', 'BoundMask', 'density', 'causal_mask', 'strictly_causal_mask',
-           'sliding_window_mask', 'prefix_lm_mask', 'sink_mask', 'document_mask', 'hierarchical_mask', 'insert_anchors',
-           'block_diffusion_mask', 'plan_execute_segments', 'plan_execute_mask', 'block_causal_mask', 'plot_mask']
+           'sliding_window_mask', 'prefix_lm_mask', 'sink_mask', 'document_mask', 'padding_mask', 'hierarchical_mask',
+           'insert_anchors', 'block_diffusion_mask', 'plan_execute_segments', 'plan_execute_mask', 'block_causal_mask',
+           'plot_mask']
 
 # %% ../nbs/02_masks.ipynb #d645fcdf
 from typing import Optional, Sequence, Union
@@ -155,6 +156,15 @@ def document_mask(ids, # (T,) or (B, T) ids: same id = same document
     ids, batched = _per_token(ids, 'document ids')
     if batched: return Mask(lambda b, h, q, kv: ids[b, q] == ids[b, kv], 'document', ids.shape[-1])
     return Mask(lambda b, h, q, kv: ids[q] == ids[kv], 'document', ids.shape[-1])
+
+# %% ../nbs/02_masks.ipynb #004204ad
+def padding_mask(attention_mask, # (S,) or (B, S): 1 for a token, 0 for padding
+                ) -> Mask:
+    "No query sees a key that is padding."
+    am, batched = _per_token(attention_mask, 'attention_mask')
+    am = am.bool()
+    if batched: return Mask(lambda b, h, q, kv: am[b, kv], 'padding', am.shape[-1])
+    return Mask(lambda b, h, q, kv: am[kv], 'padding', am.shape[-1])
 
 # %% ../nbs/02_masks.ipynb #0e4058b5
 HIERARCHICAL_FLEX_KERNEL = {'BLOCK_M': 64, 'BLOCK_N': 64, 'num_stages': 1,

@@ -5,6 +5,7 @@ from pathlib import Path
 import httpx, openai, pytest, torch
 from hierlm.decoder import build_decoder, DecoderConfig
 from hierlm.bdh import build_bdh, BDHConfig
+from hierlm.diffusion import build_diffusion, DiffusionConfig
 from hierlm.tokenizers import char_tokenizer, CHAT_TEMPLATE
 
 HIERLM = str(Path(sys.executable).parent/'hierlm')
@@ -15,12 +16,17 @@ def free_port() -> int:
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
 
 def save_models(root:Path) -> dict:
-    "A small random decoder and BDH with a character tokenizer that has the chat template."
+    "A small random decoder and BDH with a character tokenizer that has the chat template, and a block-diffusion LM."
     tok = char_tokenizer(TEXT); tok.chat_template = CHAT_TEMPLATE
+    dtok = char_tokenizer(TEXT, ['[EOS]', '[MASK]'])
     torch.manual_seed(0)
     models = {'dec': build_decoder(DecoderConfig(d_model=32, n_layers=2, n_heads=2, block_size=96), len(tok)),
-              'bdh': build_bdh(BDHConfig(d_model=32, n_layers=2, n_heads=2, n_neurons=64, block_size=96), len(tok))}
-    for name, m in models.items(): m.save_pretrained(root/name); tok.save_pretrained(root/name)
+              'bdh': build_bdh(BDHConfig(d_model=32, n_layers=2, n_heads=2, n_neurons=64, block_size=96), len(tok)),
+              'bd3': build_diffusion(DiffusionConfig(d_model=32, n_layers=2, n_heads=2, block_size=96,
+                                                     diffusion_block=4), len(dtok))}
+    models['bd3'].setup_tokenizer(dtok)
+    for name, m in models.items():
+        m.save_pretrained(root/name); (dtok if name == 'bd3' else tok).save_pretrained(root/name)
     return {name: root/name for name in models}
 
 class Server:
@@ -58,7 +64,7 @@ H = {'Authorization': f'Bearer {KEY}'}
 
 def test_openai_client_completions_and_chat(server):
     c = client(server)
-    assert sorted(m.id for m in c.models.list().data) == ['bdh', 'dec']
+    assert sorted(m.id for m in c.models.list().data) == ['bd3', 'bdh', 'dec']
     for model in ('dec', 'bdh'):
         r = c.completions.create(model=model, prompt='the cat', max_tokens=12, temperature=0)
         assert r.choices[0].finish_reason in ('stop', 'length') and r.usage.prompt_tokens == 7
@@ -127,7 +133,7 @@ def stream_text(server, body) -> str:
     assert lines[-1] == 'data: [DONE]'
     return ''.join(c['choices'][0]['text'] for c in (json.loads(l[6:]) for l in lines[:-1]) if c['choices'])
 
-@pytest.mark.parametrize('model', ['dec', 'bdh'])
+@pytest.mark.parametrize('model', ['dec', 'bdh', 'bd3'])
 def test_concurrent_streams_equal_the_same_requests_alone(server, model):
     bodies = [{'model': model, 'prompt': p, 'max_tokens': n, 'temperature': t, 'seed': s, 'top_k': k}
               for p, n, t, s, k in [('the cat', 30, 0.9, 1, 0), ('a', 20, 0.0, 2, 0), ('the dog sat on', 40, 1.0, 3, 5),
@@ -136,6 +142,20 @@ def test_concurrent_streams_equal_the_same_requests_alone(server, model):
     alone = [stream_text(server, b) for b in bodies]
     with ThreadPoolExecutor(len(bodies)) as ex: together = list(ex.map(lambda b: stream_text(server, b), bodies))
     assert together == alone
+
+def test_block_diffusion_writes_blocks_and_refuses_log_probabilities(server):
+    c = client(server)
+    r = c.completions.create(model='bd3', prompt='the cat sat', max_tokens=10, temperature=0, seed=1)
+    assert r.choices[0].finish_reason in ('stop', 'length') and r.usage.prompt_tokens == 11
+    assert len(r.choices[0].text) <= 10 and r.usage.completion_tokens <= 10
+    body = {'model': 'bd3', 'prompt': 'the cat sat', 'max_tokens': 10, 'temperature': 0, 'seed': 1}
+    assert stream_text(server, body) == r.choices[0].text
+    for extra, param in (({'logprobs': 2}, 'logprobs'), ({'repetition_penalty': 1.3}, 'repetition_penalty')):
+        e = httpx.post(server.url + '/v1/completions', headers=H, json={**body, **extra})
+        assert e.status_code == 400 and e.json()['error']['param'] == param, e.text
+        assert e.json()['error']['code'] == 'unsupported_parameter'
+    e = httpx.post(server.url + '/v1/completions', headers=H, json={**body, 'max_tokens': 90})
+    assert e.json()['error']['code'] == 'context_length_exceeded', e.text    # 8 prompt + 92 written > 96
 
 def running(server) -> float:
     text = httpx.get(server.url + '/metrics').text
@@ -228,3 +248,11 @@ def test_a_thousand_malformed_requests_get_4xx_and_the_server_lives(server):
 def test_serve_command_errors_are_one_line():
     r = subprocess.run([HIERLM, 'serve', '/no/such/folder'], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith('hierlm: error:') and len(r.stderr.splitlines()) == 1, r.stderr
+    from hierlm.lht import build_lht, LHTConfig
+    from hierlm.tokenizers import byte_tokenizer
+    tok = byte_tokenizer(['[MASK]', '[PAD]', '[CLS]', '[SEP]'])
+    with tempfile.TemporaryDirectory() as d:                                  # an encoder writes nothing: refused
+        build_lht(LHTConfig(d_model=32, n_layers=2, n_heads=2, block_size=64), len(tok)).save_pretrained(d)
+        tok.save_pretrained(d)
+        r = subprocess.run([HIERLM, 'serve', d], capture_output=True, text=True)
+    assert r.returncode == 2 and 'masked-LM encoder' in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
