@@ -24,7 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 HIERLM = str(Path(sys.executable).parent/'hierlm')
 MODELS = {'decoder': ('shakespeare-char-cpu', ['model.d_model=256', 'model.n_layers=6', 'model.n_heads=8',
                                                'model.block_size=512', 'data.block_size=128']),
-          'bdh': ('bdh-shakespeare', ['model.block_size=512', 'data.block_size=128', 'model.dropout=0'])}
+          'bdh': ('bdh-shakespeare', ['model.block_size=512', 'data.block_size=128', 'model.dropout=0']),
+          'diffusion': ('bd3lm-shakespeare', ['model.d_model=256', 'model.n_layers=6', 'model.n_heads=8',
+                                              'model.block_size=128', 'data.block_size=128', 'data.batch_size=16',
+                                              'model.diffusion_block=8', 'model.dropout=0', 'model.clip_search=false'])}
+SERVE_FLAGS = {'diffusion': ['--diffusion-steps', '8']}         # 8 denoising passes per block of 8 tokens
 MODES = {'continuous batching': ['--max-batch', '16'], 'one at a time': ['--max-batch', '1'],
          'continuous batching, int8': ['--max-batch', '16', '--quantize', 'int8']}
 
@@ -82,19 +86,18 @@ def load_clients(url:str, model:str, prompts:list, clients:int, requests:int, ma
     return {'tokens/s': sum(r['tokens'] for r in rows) / wall, 'ttft50': q('ttft', 50), 'ttft95': q('ttft', 95),
             'tpot50': q('tpot', 50), 'tpot95': q('tpot', 95), 'tokens': sum(r['tokens'] for r in rows), 'wall': wall}
 
-def int8_quality(folder:Path, prompts:list, max_tokens:int) -> dict:
-    "Greedy tokens kept and validation loss, fp32 against int8."
+def int8_quality(folder:Path, prompts:list, max_tokens:int, source:str) -> dict:
+    "Greedy tokens kept and validation loss (diffusion: its NELBO bound), fp32 against int8."
     from hierlm.finetune import load_pretrained
-    from hierlm.generate import generate, SamplingConfig
+    from hierlm.generate import SamplingConfig
     from hierlm.serve import quantize_int8
     model, tok = load_pretrained(folder/'final')
     q8 = quantize_int8(load_pretrained(folder/'final')[0].eval())
-    sc = SamplingConfig(max_new_tokens=max_tokens, temperature=0.0)
-    a, b = (generate(m.eval(), tok, prompts, sc) for m in (model, q8))
+    sc = SamplingConfig(max_new_tokens=max_tokens, temperature=0.0, seed=0)     # diffusion: the same unmasking order
+    a, b = ([''.join(m.eval().complete(tok, p, sc, steps=8)) for p in prompts] for m in (model, q8))
     ta, tb = ([tok.encode(x) for x in outs] for outs in (a, b))
     same = sum(x == y for u, v in zip(ta, tb) for x, y in zip(u, v)) / max(sum(map(len, ta)), 1)
-    text = ''.join(prompts)
-    ids = torch.tensor([tok.encode(text)[:512]])
+    ids = torch.tensor([tok.encode(source[:4096])[:model.config.block_size]])       # validation text, one window
     with torch.no_grad(): losses = [float(m(ids, labels=ids).loss) for m in (model, q8)]
     return {'same': same, 'loss': losses[0], 'loss8': losses[1]}
 
@@ -127,9 +130,9 @@ def main():
         step = max((len(source) - 32) // 32, 1)
         prompts = [source[i * step:i * step + 32] for i in range(32)]
         prompts = [p if all(c in tok.get_vocab() for c in p) else 'the ' for p in prompts]
-        quality[name] = int8_quality(folder, prompts[:16], args.max_tokens)
+        quality[name] = int8_quality(folder, prompts[:16], args.max_tokens, source)
         for mode, flags in MODES.items():
-            srv = Server(name, folder, flags)
+            srv = Server(name, folder, flags + SERVE_FLAGS.get(name, []))
             try:
                 one_request(srv.url, name, prompts[0], 0, 8)                          # warm-up
                 for c in clients:
