@@ -71,7 +71,7 @@ class _Row:
         text, stopped = split_at_stop(tok.decode(self.out), sc.stop)
         full = job.max_context is not None and len(job.ids) + len(self.out) >= job.max_context
         finish = 'stop' if eos or stopped else 'length' if len(self.out) >= sc.max_new_tokens or full else None
-        if finish == 'length': text = tok.decode(self.out)                 # nothing is held back at the end
+        if finish and not stopped: text = tok.decode(self.out)            # at the end nothing is held back
         delta, self.sent = text[len(self.sent):], text
         if delta or ev: job.emit({'text': delta, **ev})
         if finish: job.emit({'finish': finish, 'completion_tokens': len(self.out) + eos})
