@@ -109,6 +109,8 @@ def main():
     ap.add_argument('--requests', type=int, default=3, help='requests per client, one after another')
     ap.add_argument('--max-tokens', type=int, default=64, help='completion tokens per request')
     ap.add_argument('--out', default=None, help='markdown file (default: benchmarks/serving_cpu.md)')
+    ap.add_argument('--only', default=','.join(MODELS), help='the models to measure (comma-separated; a check of '
+                    'some rows: with it, write to --out, not over the whole table)')
     ap.add_argument('--smoke', action='store_true', help='tiny random models, few clients: checks the script only')
     args = ap.parse_args()
     clients = [1, 2] if args.smoke else [int(c) for c in args.clients.split(',')]
@@ -121,7 +123,8 @@ def main():
     text = ''.join(d if isinstance(d, str) else getattr(d, 'text', str(d)) for d in docs)
     source = text[int(len(text) * 0.9):]                                   # the validation tenth
     rows, quality = [], {}
-    for name in MODELS:
+    names = [n for n in MODELS if n in args.only.split(',')]
+    for name in names:
         folder = root/name
         t0 = time.time(); train(name, folder, steps, args.smoke)
         print(f'{name}: trained or found in {time.time() - t0:.0f} s', flush=True)
@@ -148,16 +151,17 @@ def main():
               f"{r['tpot50']:.1f} / {r['tpot95']:.1f} ms |" for r in rows]
     qual = ['| model | greedy tokens unchanged by int8 | validation loss fp32 | int8 |', '|---|---:|---:|---:|']
     qual += [f"| {n} | {q['same']:.1%} | {q['loss']:.3f} | {q['loss8']:.3f} |" for n, q in quality.items()]
-    params = {n: sum(p.numel() for p in load_pretrained(root/n/'final')[0].parameters()) for n in MODELS}
+    params = {n: sum(p.numel() for p in load_pretrained(root/n/'final')[0].parameters()) for n in names}
     head = (f"**Serving on this machine** (`tools/bench_serving.py`{' --smoke' if args.smoke else ''}; "
             f"{os.cpu_count()} CPU cores, torch {torch.__version__}; server and clients on the same machine). "
             f"Models trained {steps} steps on tiny Shakespeare characters: "
-            + ', '.join(f'{n} {params[n] / 1e6:.2f}M parameters' for n in MODELS)
+            + ', '.join(f'{n} {params[n] / 1e6:.2f}M parameters' for n in names)
             + f". Each client sends {args.requests} streaming completions in turn, {args.max_tokens} new tokens each "
               f"at temperature 0.8, prompts of 32 characters.")
     text = '\n\n'.join([head, '\n'.join(lines), '**int8 quality** (16 validation prompts, greedy):', '\n'.join(qual)])
     print(text)
-    out = Path(args.out) if args.out else (None if args.smoke else ROOT/'benchmarks'/'serving_cpu.md')
+    partial = len(names) < len(MODELS)
+    out = Path(args.out) if args.out else (None if args.smoke or partial else ROOT/'benchmarks'/'serving_cpu.md')
     if out:
         notes = ''
         if out.exists() and '**What the numbers say**' in out.read_text():
