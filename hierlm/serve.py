@@ -11,7 +11,7 @@ __all__ = ['COMPLETION_FIELDS', 'CHAT_FIELDS', 'ROUTES', 'split_at_stop', 'Job',
            'TokenBucket', 'RateLimits', 'Metrics', 'completion_call', 'chat_call', 'read_json', 'build_app']
 
 # %% ../nbs/15_serve.ipynb #fa2e869a
-import asyncio, collections, hmac, json, math, os, random, threading, time, uuid
+import asyncio, collections, hmac, json, math, os, random, threading, time, uuid, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -384,7 +384,6 @@ def quantize_int8(model):
     "`model` with its `nn.Linear` layers in dynamic int8 (CPU); a ValueError when it has none."
     if not any(isinstance(m, torch.nn.Linear) for m in model.modules()):
         raise ValueError(f"--quantize int8 replaces nn.Linear layers, and {type(model).__name__} has none")
-    import warnings
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')                                 # deprecated in favour of torchao (see above)
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
@@ -478,7 +477,9 @@ def check_context(sm:ServedModel, ids:list, max_tokens:int, param:str):
                             f"it writes a plan and an execution after it). However, the {param} has {len(ids)} "
                             f"tokens. Please shorten it.", param, 'context_length_exceeded')
     if sm.writes_blocks and not c.segments:                            # whole blocks of the prompt, whole blocks out
-        ids, max_tokens = ids[len(ids) % c.block:], -(-max_tokens // c.block) * c.block
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')                            # the prompt's cut is said where it is made
+            ids, max_tokens = _prompt_prefix(c, ids, max_tokens)
     if len(ids) + max_tokens > sm.max_context:
         raise APIError(400, f"This model's maximum context length is {sm.max_context} tokens. However, you requested "
                             f"{len(ids) + max_tokens} tokens ({len(ids)} in the {param}, {max_tokens} in the "
@@ -626,12 +627,12 @@ def _stream_flags(b:dict) -> bool:
         raise bad('stream_options', 'is only allowed when stream is true')
     return bool(b['stream'] and b['stream_options'] and b['stream_options']['include_usage'])
 
-def _left_to_right_only(sm:ServedModel, b:dict, logprobs_param:str):
+def _left_to_right_only(sm:ServedModel, b:dict):
     "A 400 for what a block-diffusion model cannot give: token log-probabilities, a repetition penalty."
     if not sm.writes_blocks: return
-    if b[logprobs_param] not in (None, False):
-        raise bad(logprobs_param, f'{sm.name} is a block-diffusion model: its tokens are unmasked in any order within '
-                                  f'a block, not predicted left to right, so there are no per-token log-probabilities',
+    if b['logprobs'] not in (None, False):
+        raise bad('logprobs', f'{sm.name} is a block-diffusion model: its tokens are unmasked in any order within a '
+                              f'block, not predicted left to right, so there are no per-token log-probabilities',
                   'unsupported_parameter')
     if b['repetition_penalty'] != 1:
         raise bad('repetition_penalty', f'{sm.name} is a block-diffusion model: it writes a block at once',
@@ -639,7 +640,7 @@ def _left_to_right_only(sm:ServedModel, b:dict, logprobs_param:str):
 
 def completion_call(sm:ServedModel, b:dict) -> _Call:
     "A checked completions body as jobs."
-    _left_to_right_only(sm, b, 'logprobs')
+    _left_to_right_only(sm, b)
     prompts = prompt_token_ids(sm, b['prompt'])
     max_tokens = 16 if b['max_tokens'] is None else b['max_tokens']
     for ids in prompts: check_context(sm, ids, max_tokens, 'prompt')
@@ -649,7 +650,7 @@ def completion_call(sm:ServedModel, b:dict) -> _Call:
 def chat_call(sm:ServedModel, b:dict) -> _Call:
     "A checked chat body as jobs (the chat format's stop string added)."
     if b['top_logprobs'] is not None and not b['logprobs']: raise bad('top_logprobs', 'needs logprobs: true')
-    _left_to_right_only(sm, b, 'logprobs')
+    _left_to_right_only(sm, b)
     ids = chat_token_ids(sm, b['messages'])
     asked = b['max_completion_tokens'] or b['max_tokens']
     max_tokens = asked or max(sm.max_context - len(ids), 0)
