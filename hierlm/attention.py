@@ -404,9 +404,10 @@ def lam(self:Attention) -> torch.Tensor:
 
 @patch
 def project(self:Attention, x:torch.Tensor):
-    "`(q‖k, v)` of `x`: one matmul when the projections are plain `nn.Linear`s; wrapped ones (e.g. LoRA) are called."
-    ps = (self.q_proj, self.k_proj, self.v_proj)
-    if not all(type(p) is nn.Linear for p in ps): return torch.cat([self.q_proj(x), self.k_proj(x)], -1), self.v_proj(x)
+    "`(q‖k, v)` of `x`: one matmul when the projections are plain `nn.Linear`s; others (LoRA, quantized) are called."
+    ps = (self.q_proj, self.k_proj, self.v_proj)        # torchao's int8 weights are no plain tensors: they cannot cat
+    if not all(type(p) is nn.Linear and type(p.weight.data) is torch.Tensor for p in ps):
+        return torch.cat([self.q_proj(x), self.k_proj(x)], -1), self.v_proj(x)
     bias = None if self.q_proj.bias is None else torch.cat([p.bias for p in ps])
     qkv = F.linear(x, torch.cat([p.weight for p in ps]), bias)
     return qkv.split([self.q_proj.out_features + self.k_proj.out_features, self.v_proj.out_features], -1)

@@ -6,10 +6,10 @@ Docs: https://hierlm.github.io/hierlm/cli.html.md"""
 
 # %% auto #0
 __all__ = ['UsageError', 'number', 'cmd_presets', 'cmd_config', 'cmd_data', 'cmd_train', 'load_model', 'cmd_eval', 'cmd_generate',
-           'cmd_merge', 'cmd_serve', 'build_parser', 'parse_args', 'main']
+           'cmd_merge', 'cmd_quantize', 'cmd_serve', 'build_parser', 'parse_args', 'main']
 
 # %% ../nbs/90_cli.ipynb #6c081c37
-import argparse, json, math, sys, time, warnings
+import argparse, json, math, os, sys, time, warnings
 from functools import partial
 import yaml
 from .core import (ConfigError, list_presets, load_config, config_to_dict, seed_everything, quiet_transformers,
@@ -83,9 +83,13 @@ def cmd_data(args):
 def cmd_train(args):
     "Train the model of a config; writes the run directory (config, metrics.jsonl, checkpoints, final/, figures/)."
     from hierlm.train import Trainer
+    from hierlm.distributed import close_world
     cfg = load_config(args.config, args.overrides)
-    tr = Trainer(cfg, Path(args.out) if args.out else None)
-    tr.fit()
+    try:
+        tr = Trainer(cfg, Path(args.out) if args.out else None)        # under torchrun: one of its processes
+        tr.fit()
+    finally: close_world()
+    if not tr.world.main: return                                         # the main process reports
     if tr.last_eval:
         print('final validation: ' + ', '.join(f'{k} {v:.4g}' for k, v in tr.last_eval.items() if k.startswith('val_')))
     _record_exact_match(tr, args.eval_records)
@@ -101,7 +105,7 @@ def _record_exact_match(tr, n:int):
         return
     from hierlm.tasks import record_accuracy
     recs = load_corpus(cfg.data, cfg.seed)['test'][:n]
-    acc = record_accuracy(tr.model.eval(), tr.tok, recs, cfg.data.segments, cfg.data.layout)
+    acc = record_accuracy(tr.trained.eval(), tr.tok, recs, cfg.data.segments, cfg.data.layout)
     n_ok, n = acc['correct'], acc['n']
     print(f"exact match: {acc['exact_match']:.1%} ({n_ok}/{n} {cfg.data.corpus} test problems, greedy)")
 
@@ -216,6 +220,15 @@ def cmd_merge(args):
     out = merge_adapter(p, args.out)
     print(f'merged {p} into its base: {out} (load it like any model folder: hierlm generate {out})')
 
+def cmd_quantize(args):
+    "Write a quantized copy of a run's model (int8, int4, torchao-int8, nf4, bnb-int8) that every command loads."
+    from hierlm.quantize import quantize
+    size = lambda p: sum(f.stat().st_size for f in Path(p).glob('model*.safetensors'))
+    src = model_folder(args.run)
+    out = quantize(src, args.method, args.out)
+    print(f'{args.method}: {out} ({size(out) / 1e6:.2f} MB of weights; fp32 {size(src) / 1e6:.2f} MB). '
+          f'Load it like any model folder: hierlm generate {out}')
+
 # %% ../nbs/90_cli.ipynb #55c5baa8
 def cmd_serve(args):
     "Serve run directories or model folders with OpenAI's completions and chat API until interrupted."
@@ -297,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument('adapter', help="an adapter run directory (uses its final/) or adapter folder")
     m.add_argument('--out', required=True, help='folder the merged model is written to (must not exist)')
     m.set_defaults(func=cmd_merge)
+    from hierlm.quantize import METHODS
+    q = add('quantize', cmd_quantize, 'write a copy of a model with its weights in int8 / int4 / bitsandbytes layers')
+    q.add_argument('run', help='a run directory (uses its final/) or a model folder, in fp32')
+    q.add_argument('--method', required=True, choices=METHODS, help='int8: dynamic int8 matmuls (CPU); int4: int4 '
+                   'weights; torchao-int8; nf4 / bnb-int8: bitsandbytes layers (see hierlm.quantize)')
+    q.add_argument('--out', required=True, help='folder the quantized model is written to (must not exist)')
+    q.set_defaults(func=cmd_quantize)
     s = add('serve', cmd_serve, "serve models with OpenAI's API (completions, chat; streaming)")
     s.add_argument('models', nargs='+', help='run directories (their final/) or model folders; NAME=PATH names one')
     s.add_argument('--host', default='127.0.0.1', help='address to listen on (0.0.0.0: every interface)')
@@ -346,7 +366,8 @@ def main(argv=None) -> int:
         p.print_help(); print(); cmd_presets(args); return 0
     try: args.func(args)
     except (ConfigError, CorpusError, UsageError, PromptError) as e:
-        print(f'hierlm: error: {e}', file=sys.stderr); return 2
+        if os.environ.get('RANK', '0') == '0': print(f'hierlm: error: {e}', file=sys.stderr)  # torchrun: said once
+        return 2
     except BrokenPipeError:                      # `hierlm data ... | head` closed the pipe: not an error
         sys.stderr.close(); return 0
     return 0

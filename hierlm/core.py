@@ -208,6 +208,11 @@ class TrainConfig:
     # model: a frozen copy of the start (under an adapter: the base, adapter off); precomputed: its log-probs, once
     dpo_reference: Literal['model', 'precomputed'] = 'model'
     dpo_nll_weight: float = 0.0        # + this × the chosen answers' NLL per token (trl's rpo_alpha; 0: plain DPO)
+    # processes under torchrun: ddp (each a whole model, gradients averaged), fsdp (weights sharded); data.batch_size
+    # is the global batch, split over them
+    parallel: Literal['none', 'ddp', 'fsdp'] = 'none'
+    # quantization-aware training: nn.Linear layers train through int8 / int4 rounding (hierlm.quantize.prepare_qat)
+    qat: Literal['none', 'int8', 'int4'] = 'none'
 
 @dataclass
 class EvalConfig:

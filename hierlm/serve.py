@@ -409,7 +409,11 @@ def load_served(path, # a run directory (its final/) or a model folder
     if model.kind == 'masked':
         raise ValueError(f"{p}: {type(model).__name__} is a masked-LM encoder: it fills in masks, it does not write "
                          f"after a prompt, so there is nothing to serve (hierlm generate fills its masks)")
-    model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
+    if (p/'quantization.json').exists():                 # `hierlm quantize` wrote it: served as it was quantized
+        if (dtype, device, quantize) != ('float32', 'cpu', None):
+            raise ValueError(f"{p} is quantized already ({json.loads((p/'quantization.json').read_text())['method']}): "
+                             f"serve it without --dtype, --device or --quantize")
+    else: model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
     if quantize == 'int8':
         if device != 'cpu': raise ValueError("--quantize int8 (PyTorch dynamic quantization) runs on the CPU only")
         model = quantize_int8(model)

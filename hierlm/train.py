@@ -9,7 +9,7 @@ __all__ = ['newton_schulz', 'MuonAdamW', 'build_optimizer', 'lr_multiplier', 'Tr
            'build_model', 'Trainer', 'model_card', 'plot_metrics']
 
 # %% ../nbs/10_train.ipynb #75eed542
-import hashlib, json, math, os, random, shutil, sys, tempfile, time
+import contextlib, hashlib, json, math, os, random, shutil, sys, tempfile, time
 from pathlib import Path
 from typing import Optional
 import numpy as np, torch, torch.nn as nn
@@ -21,6 +21,8 @@ from .batching import training_data
 from .corpora import describe_corpus, is_preference, chat_corpus_of
 from .tokenizers import add_chat_template
 from .modeling import LossOutput, evaluating
+from .distributed import (init_world, parallelize, rank_rows, grad_sync, mean_over_ranks, broadcast_object,
+                                barrier, save_sharded, load_sharded, load_whole, whole_weights)
 
 # %% ../nbs/10_train.ipynb #5b6a06ed
 def newton_schulz(G:torch.Tensor, steps:int=5) -> torch.Tensor:
@@ -118,9 +120,9 @@ class Trainer:
         self.cfg, tc = cfg, cfg.train
         self.dir = Path(out) if out else run_dir(cfg)
         seed_everything(cfg.seed)
-        self.device = get_device(cfg.device)
+        self.world, self.device = init_world(tc.parallel, get_device(cfg.device))   # torchrun's processes, or one
         self.dtype = get_dtype(cfg.dtype, self.device)
-        self._check_objective()
+        self._check_objective(); self._check_parallel()
         if tc.adapter != 'none' and not tc.init_from:
             raise ConfigError(f"train.adapter={tc.adapter} trains an adapter over a pretrained model: set "
                               f"train.init_from to its folder (a run directory, its final/, a transformers model)")
@@ -145,7 +147,9 @@ class Trainer:
             raise ConfigError(f"train.carry_state needs a model with a recurrent state (e.g. model.arch=bdh); "
                               f"{cfg.model.arch!r} has none")
         if tc.compile: self.model.compile()                                 # its forward, in place: same parameters
-        self.opt = build_optimizer(self.model, tc)
+        if self.world.rank: torch.manual_seed(cfg.seed + self.world.rank)  # each process its own masks and noise
+        self.engine = parallelize(self.model, self.world, self.device, self.dtype)   # what the steps call
+        self.opt = build_optimizer(self.model, tc)                          # (FSDP: over this process's shards)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lambda s: lr_multiplier(s, tc))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
         self.step, self.last_ckpt, self.last_eval = 0, None, {}
@@ -163,6 +167,9 @@ class Trainer:
                               f"in {tc.init_from} was built for: set data.block_size={context_limit(model)} or less")
         if tc.head == 'classify' and find_classifier(model) is None:          # a fresh head over the (pretrained) LM
             model = LMClassifier(model, *completion_classes(self.cfg.data, self.tok, self.cfg.seed)).to(self.device)
+        if tc.qat != 'none':                                               # trains through the rounding to come
+            from hierlm.quantize import prepare_qat
+            model = prepare_qat(model, tc.qat)
         if tc.adapter != 'none': model = add_adapter(model, tc)
         if tc.objective == 'dpo':                                           # the policy and its frozen reference
             from hierlm.align import preference_model
@@ -199,11 +206,34 @@ def _check_objective(self:Trainer):
         raise ConfigError("train.dpo_reference=precomputed scores one corpus held in memory; a mixture or a stream "
                           "has no fixed set of pairs: use train.dpo_reference=model")
 
+# %% ../nbs/10_train.ipynb #732421c6
+@patch
+def _check_parallel(self:Trainer):
+    "One clear error for a setting that cannot be split over processes (before any data is read)."
+    tc, w, B = self.cfg.train, self.world, self.cfg.data.batch_size
+    if not w.parallel: return
+    if B % w.size:
+        raise ConfigError(f"data.batch_size={B} is the global batch, split over {w.size} processes: make it a "
+                          f"multiple of {w.size}")
+    if tc.adapter == 'qlora':
+        raise ConfigError("train.adapter=qlora keeps its base in bitsandbytes' 4-bit layers, which neither DDP nor "
+                          "FSDP can replicate or shard: train it on one process (train.parallel=none) or use lora")
+    if w.mode != 'fsdp': return
+    if tc.optimizer == 'muon':
+        raise ConfigError("train.optimizer=muon orthogonalises whole weight matrices, which train.parallel=fsdp cuts "
+                          "into shards: use train.parallel=ddp, or train.optimizer=adamw")
+    if tc.adapter != 'none' or tc.head != 'lm' or tc.objective != 'lm':
+        raise ConfigError("train.parallel=fsdp shards a model's own weights; an adapter, a classification head and "
+                          "DPO's policy and reference train around a model: use train.parallel=ddp")
+    if self.dtype == torch.float16:
+        raise ConfigError("train.parallel=fsdp with dtype=fp16 would need a sharded gradient scaler: use dtype=bf16")
+
 # %% ../nbs/10_train.ipynb #b830b9ba
 @patch
 def save_checkpoint(self:Trainer):
     "Write `checkpoints/step-N` atomically (temp folder + rename) and keep the last `keep_last`."
     final = self.ckpt_dir/f'step-{self.step:07d}'
+    if self.world.parallel: return self._save_sharded(final)
     sd = {k: v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
     if self.cfg.train.adapter != 'none':           # an adapter's tensors only: resuming loads the base from init_from
         trains = {n for n, p in self.model.named_parameters() if p.requires_grad}
@@ -223,13 +253,16 @@ def save_checkpoint(self:Trainer):
 
 @patch
 def _read_checkpoint(self:Trainer, ck:Path) -> tuple:
-    "Weights, trainer state and recurrent state of checkpoint `ck`; `CheckpointDamaged` if a file is missing or cut."
+    "Weights (None: sharded), trainer state and recurrent state of checkpoint `ck`; `CheckpointDamaged` if cut."
     try:
-        weights = load_file(str(ck/'model.safetensors'))
+        sharded = (ck/'sharded').is_dir()                                   # written by a parallel run (DCP)
+        if sharded and not (ck/'sharded'/'.metadata').exists(): raise FileNotFoundError('sharded/.metadata is missing')
+        weights = None if sharded else load_file(str(ck/'model.safetensors'))
         st = torch.load(ck/'state.pt', weights_only=True)                # no pickles from files
-        missing = [k for k in ('step', 'optimizer', 'scheduler', 'scaler', 'rng') if k not in st]
+        need = ('step', 'scheduler', 'scaler') + (('world_size',) if sharded else ('optimizer', 'rng'))
+        missing = [k for k in need if k not in st]
         if missing: raise KeyError(f"state.pt lacks {', '.join(missing)}")
-        rs = ck/'recurrent_state.safetensors'
+        rs = ck/(f'recurrent_state-rank{self.world.rank}.safetensors' if sharded else 'recurrent_state.safetensors')
         state = load_file(str(rs), device=str(self.device)) if rs.exists() else None
     except Exception as e:                                                # any failure to *read* a file: damaged
         first = str(e).splitlines()[0] if str(e) else ''
@@ -238,38 +271,75 @@ def _read_checkpoint(self:Trainer, ck:Path) -> tuple:
     return weights, st, state
 
 
+# %% ../nbs/10_train.ipynb #55e4e5e8
+@patch
+def _save_sharded(self:Trainer, final:Path):
+    "A parallel run's checkpoint: DCP shards of weights and optimizer, each process's RNG, the schedule; atomic."
+    w = self.world
+    with (atomic_dir(final) if w.main else contextlib.nullcontext()) as tmp:   # the main process renames it
+        tmp = Path(broadcast_object(tmp, w))
+        save_sharded(tmp/'sharded', self.model, self.opt)                  # every process writes its shards
+        torch.save(_rng_state(), tmp/f'rng-rank{w.rank}.pt')
+        if self.state is not None:
+            save_file({k: v.contiguous().cpu() for k, v in self.state.tensors().items()},
+                      str(tmp/f'recurrent_state-rank{w.rank}.safetensors'))
+        if w.main:
+            torch.save({'step': self.step, 'scheduler': self.sched.state_dict(), 'scaler': self.scaler.state_dict(),
+                        'world_size': w.size, 'parallel': w.mode}, tmp/'state.pt')
+        barrier(w)                                                        # every file written before the rename
+    barrier(w)                                                            # renamed before anyone lists checkpoints
+    self.last_ckpt = final
+    if w.main:
+        for old in self.checkpoints()[:-self.cfg.train.keep_last]: shutil.rmtree(old)
+
 # %% ../nbs/10_train.ipynb #8237cf0e
 @patch
 def resume(self:Trainer) -> bool:
     "Restore model, optimizer, schedule, scaler, RNG and step from the newest intact checkpoint, if any."
-    cks = self.checkpoints()
+    cks, w = self.checkpoints(), self.world
     if not cks: return False
     self._check_same_run()
     for ck in reversed(cks):
         try: weights, st, state = self._read_checkpoint(ck)
         except CheckpointDamaged as e:
+            barrier(w)                                         # every process has read it before it moves
             aside = ck.with_name(f'damaged-{ck.name}')           # out of `checkpoints()` and of keep_last's count
-            shutil.rmtree(aside, ignore_errors=True); os.replace(ck, aside)
-            print(f'hierlm: warning: {e}; moved it to {aside.name} and trying the one before', file=sys.stderr)
+            if w.main:
+                shutil.rmtree(aside, ignore_errors=True); os.replace(ck, aside)
+                print(f'hierlm: warning: {e}; moved it to {aside.name} and trying the one before', file=sys.stderr)
+            barrier(w)
             continue
-        try:
-            self.model.load_state_dict(weights, strict=False)
-            self.model.tie_weights()
-            self.opt.load_state_dict(st['optimizer'])
+        try: self._load_weights(ck, weights, st)
         except (ValueError, RuntimeError, KeyError) as e:
             raise ConfigError(f"checkpoint {ck} does not fit this model ({str(e).splitlines()[0]}); was it "
                               f"written by another version of the code? Train into a new directory (--out), or "
                               f"pass train.resume=false") from e
-        if state is not None: self.state = type(self.model.new_state()).from_tensors(state)
+        written_by = st.get('world_size', 1)
+        if state is not None and written_by == w.size: self.state = type(self.model.new_state()).from_tensors(state)
         self.sched.load_state_dict(st['scheduler'])
-        self.scaler.load_state_dict(st['scaler']); _set_rng_state(st['rng'])
+        self.scaler.load_state_dict(st['scaler'])
+        rng = ck/f'rng-rank{w.rank}.pt'
+        if written_by != w.size:                               # another split of the rows: fresh draws, said
+            seed_everything(self.cfg.seed + 7919 * st['step'] + w.rank)
+            if w.main: print(f'hierlm: {ck.name} was written by {written_by} process(es), this run has {w.size}: '
+                             f'the weights, optimizer and schedule resume; random draws (masks, noise) start afresh')
+        else: _set_rng_state(torch.load(rng, weights_only=True) if rng.exists() else st['rng'])
         self.step, self.last_ckpt = st['step'], ck
-        self._truncate_metrics()
-        print(f'resumed from step {self.step} ({ck.relative_to(self.dir)})')
+        if w.main: self._truncate_metrics(); print(f'resumed from step {self.step} ({ck.relative_to(self.dir)})')
         return True
     raise ConfigError(f"every checkpoint in {self.ckpt_dir} is damaged (moved aside as damaged-step-*): delete "
                       f"them and pass train.resume=false to start this run afresh, or train into a new directory "
                       f"(--out)")
+
+@patch
+def _load_weights(self:Trainer, ck:Path, weights:Optional[dict], st:dict):
+    "Weights and optimizer state from checkpoint `ck`, whichever number of processes wrote it or reads it."
+    if weights is None: load_sharded(ck/'sharded', self.model, self.opt)   # DCP: N processes' shards into M
+    elif self.world.parallel: load_whole(self.model, self.opt, weights, st['optimizer'])   # one process's, into M
+    else:
+        self.model.load_state_dict(weights, strict=False)
+        self.model.tie_weights()
+        self.opt.load_state_dict(st['optimizer'])
 
 @patch
 def _start_fresh(self:Trainer):
@@ -283,11 +353,10 @@ def _start_fresh(self:Trainer):
     if f.exists(): f.unlink()
     for ck in cks: shutil.rmtree(ck)
 
-
 # %% ../nbs/10_train.ipynb #f0fd001c
 Trainer.RESUMABLE_CHANGES = ('name', 'description', 'device', 'out_dir', 'train.max_steps', 'train.log_every',
                              'train.ckpt_every', 'train.keep_last', 'train.wandb', 'train.resume', 'train.compile',
-                             'eval.')                                  # may differ between a run and its resume
+                             'train.parallel',                             'eval.')                                  # may differ between a run and its resume
 
 @patch
 def _check_same_run(self:Trainer):
@@ -329,7 +398,7 @@ def _loss(self:Trainer, batch, T=None) -> LossOutput:
     "The model's `training_loss` on `batch` cut to `T` tokens (the contract: hierlm.modeling), in mixed precision."
     b = {k: (v[..., :T] if T else v).to(self.device) for k, v in batch.items()}
     state = self.state if self.model.training else None
-    with autocast(self.device, self.dtype): return self.model.training_loss(b, state)
+    with autocast(self.device, self.dtype): return self.engine('training_loss', b, state)   # through DDP / FSDP
 
 @patch
 def evaluate(self:Trainer) -> dict:
@@ -341,11 +410,12 @@ def evaluate(self:Trainer) -> dict:
         bpt = loss / math.log(2)
         out = {'val_loss': loss, 'val_ppl': math.exp(min(loss, 50)), 'val_bits_per_token': bpt,
                'val_bits_per_char': bpt / self.chars_per_token}
-        out.update(self.model.evaluation_metrics(batches))             # e.g. LHT's boundary F1 against gold units
+        out.update(self.engine('evaluation_metrics', batches))         # e.g. LHT's boundary F1 against gold units
     return out
 
 @patch
 def _log(self:Trainer, rec:dict):
+    if not self.world.main: return                                # one metrics.jsonl, written by the main process
     with open(self.dir/'metrics.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
     if self.wandb: self.wandb.log(rec, step=rec['step'])
 
@@ -368,12 +438,14 @@ def fit(self:Trainer, stop_at:Optional[int]=None, # stop after this step, as an 
     "Train to `train.max_steps` (or stop after step `stop_at`, as an interruption would)."
     from tqdm.auto import tqdm
     cfg, tc = self.cfg, self.cfg.train
-    if self.step == 0 and self.last_ckpt is None: self._start_fresh()
+    w = self.world
+    if self.step == 0 and self.last_ckpt is None and w.main: self._start_fresh()
     self.dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, self.dir/'config.yaml')
-    self.wandb = self._init_wandb()
+    if w.main: save_config(cfg, self.dir/'config.yaml')
+    self.wandb = self._init_wandb() if w.main else None
+    barrier(w)
     self.model.train()
-    mode = _progress_mode(progress)
+    mode = _progress_mode(progress) if w.main else 'none'
     bar = tqdm(total=tc.max_steps, initial=self.step, desc=cfg.name, disable=mode != 'bar')
     t0, tokens, step0 = time.time(), 0, self.step
     while self.step < tc.max_steps:
@@ -381,18 +453,21 @@ def fit(self:Trainer, stop_at:Optional[int]=None, # stop after this step, as an 
         total, metrics = 0.0, {}
         for micro in range(tc.grad_accum):
             m = self.step * tc.grad_accum + micro
-            batch = self.train_stream.batch_at(m)
+            batch = rank_rows(self.train_stream.batch_at(m), w)              # this process's rows of batch m
             if tc.carry_state and (self.state is None or m % self.train_stream.per_epoch == 0):
                 self.state = self.model.new_state()
-            out = self._loss(batch, T)
-            loss = out.loss / tc.grad_accum
-            self.scaler.scale(loss).backward()
+            with grad_sync(self.engine, w, micro == tc.grad_accum - 1):     # reduce across processes once a step
+                out = self._loss(batch, T)
+                loss = out.loss / tc.grad_accum
+                self.scaler.scale(loss).backward()
             for k, v in out.metrics.items(): metrics[k] = metrics.get(k, 0) + v.detach().float() / tc.grad_accum
             if self.state is not None: self.state.detach()                  # truncated BPTT: the graph stops here
-            total += loss.item(); tokens += batch['input_ids'][:, :T].numel()
+            total += loss.item(); tokens += batch['input_ids'][:, :T].numel() * w.size
+        if w.parallel: total = mean_over_ranks(torch.tensor(total, device=self.device), w).item()   # the global loss
         self.scaler.unscale_(self.opt)
         clip = tc.grad_clip if tc.grad_clip > 0 else float('inf')
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        if hasattr(gnorm, 'full_tensor'): gnorm = gnorm.full_tensor()       # FSDP: a DTensor; the norm is global
         if not (math.isfinite(total) and torch.isfinite(gnorm)):
             raise TrainingDiverged(f"loss {total} / gradient norm {gnorm.item()} is not finite at step "
                                    f"{self.step + 1}; "
@@ -406,7 +481,7 @@ def fit(self:Trainer, stop_at:Optional[int]=None, # stop after this step, as an 
             rec = {'step': self.step, 'loss': total, 'lr': self.sched.get_last_lr()[0], 'grad_norm': gnorm.item(),
                    'seq_len': T}
             # one sync for all the model's metrics (MoE drops, BDH sparsity)
-            if metrics: rec.update(zip(metrics, torch.stack(list(metrics.values())).tolist()))
+            if metrics: rec.update(zip(metrics, mean_over_ranks(torch.stack(list(metrics.values())), w).tolist()))
         if self.step % cfg.eval.eval_every == 0 or self.step == tc.max_steps:
             rec = {**(rec or {'step': self.step}), **self.evaluate()}
         if rec:
@@ -419,22 +494,39 @@ def fit(self:Trainer, stop_at:Optional[int]=None, # stop after this step, as an 
     self.finish()
     return self
 
-
 # %% ../nbs/10_train.ipynb #d0715ce6
 @patch
 def finish(self:Trainer):
-    "Write `final/` (HF model + tokenizer + model card) atomically, and the loss figure."
+    "Write `final/` (HF model + tokenizer + model card) atomically, and the loss figure (the main process)."
+    self.trained = model = self._whole_model()                    # FSDP: gathered from the shards; None off main
+    if self.world.main: self._write_final(model)
+    barrier(self.world)
+
+@patch
+def _write_final(self:Trainer, model:nn.Module):
+    "`final/`, the model card and the loss figure, from `model` (the whole trained model)."
     from hierlm.finetune import save_head, find_classifier
     metrics = [json.loads(l) for l in (self.dir/'metrics.jsonl').read_text().splitlines() if l.strip()]
     val = [m for m in metrics if 'val_loss' in m]
     self.last_eval = val[-1] if val else {}                       # the final validation (`hierlm train` prints it)
     with atomic_dir(self.dir/'final') as tmp, quiet_transformers():
-        self.model.save_pretrained(tmp); self.tok.save_pretrained(tmp)     # under an adapter: the adapter alone
-        if find_classifier(self.model) is not self.model: save_head(self.model, tmp)  # under an adapter: the head's
-        (tmp/'README.md').write_text(model_card(self.cfg, self.step, self.last_eval, self.model))
+        model.save_pretrained(tmp); self.tok.save_pretrained(tmp)          # under an adapter: the adapter alone
+        if find_classifier(model) is not model: save_head(model, tmp)      # under an adapter: the head's
+        (tmp/'README.md').write_text(model_card(self.cfg, self.step, self.last_eval, model))
     plot_metrics(metrics, self.dir/'figures'/'loss.png', title=self.cfg.name)
     if self.wandb: self.wandb.finish()
 
+
+@patch
+def _whole_model(self:Trainer) -> Optional[nn.Module]:
+    "The trained model, whole, on the main process (FSDP: its shards gathered into a fresh copy); None elsewhere."
+    if self.world.mode != 'fsdp': return self.model if self.world.main else None
+    weights = whole_weights(self.model)                                  # collective: every process takes part
+    if not self.world.main: return None
+    with quiet_transformers(): model = type(self.model)(self.model.config)   # an ordinary, unsharded copy
+    model.load_state_dict(weights, strict=False); model.tie_weights()
+    model.setup_tokenizer(self.tok)
+    return model.to(self.device).train(self.model.training)
 
 # %% ../nbs/10_train.ipynb #97a30fac
 def _progress_mode(progress:str) -> str:
