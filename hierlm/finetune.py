@@ -12,7 +12,7 @@ __all__ = ['WEIGHTS', 'ADAPTER_WEIGHTS', 'TOKENIZER_FILES', 'HF_FIELD_NAMES', 'L
            'find_classifier', 'save_head', 'with_head', 'save_random_transformers_model']
 
 # %% ../nbs/10a_finetune.ipynb #598cc401
-import json, re, types, warnings
+import json, logging, re, types, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -214,6 +214,11 @@ def _unmap(model):
         for name, b in list(mod.named_buffers(recurse=False)):
             if b is not None: setattr(mod, name, b.clone())
 
+def _quiet_int8_casts(model):
+    "bitsandbytes' 8-bit layers log that fp32 inputs are cast to fp16 on every matmul: once is in hierlm.quantize."
+    if any(type(m).__name__ == 'Linear8bitLt' for m in model.modules()):
+        logging.getLogger('bitsandbytes.autograd._functions').setLevel(logging.ERROR)
+
 def _no_cpu_repack(model):
     "Keep bitsandbytes' 4-bit layers on one CPU kernel, the one every machine runs."
     for mod in model.modules():     # on avx512bf16 CPUs bnb 0.50 repacks a layer for inference when it runs under
@@ -252,7 +257,7 @@ def load_pretrained(path, # a run directory, a hierlm or transformers model fold
         raise ConfigError(f"{p}: quantizing left no 4-bit layer ({type(model).__name__} keeps its weights outside "
                           f"nn.Linear layers, as BDH does): use train.adapter=lora")
     if quantize: _unmap(model)
-    _no_cpu_repack(model)                                  # also for a folder saved with 4-bit layers
+    _no_cpu_repack(model); _quiet_int8_casts(model)        # also for a folder saved with 4-bit / 8-bit layers
     model = adopt(model.eval())
     return (with_head(model, p).eval() if (p/CLASSIFIER_FILE).exists() else model), tok
 

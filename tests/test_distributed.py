@@ -72,3 +72,17 @@ def test_two_process_checkpoint_resumes_in_one_process():
         r = train(cut)                                                    # one process, no torchrun
         assert 'written by 2 process(es), this run has 1' in r.stderr + r.stdout and 'resumed from step' in r.stdout
         assert_close(metrics(cut), metrics(one))
+
+def test_multinode_launch_script_on_one_machine():
+    "tools/launch_multinode.sh with one 'machine' of 2 processes: the c10d rendezvous of a multi-machine run."
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as t:
+        env = {**os.environ, 'NNODES': '1', 'NPROC': '2', 'MASTER': f'127.0.0.1:{port}',
+               'PATH': f"{BIN}:{os.environ['PATH']}"}
+        r = subprocess.run(['bash', str(root/'tools'/'launch_multinode.sh'), 'tiny', 'train.max_steps=4',
+                            'train.parallel=ddp', '--out', f'{t}/run'], capture_output=True, text=True, env=env,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert (Path(t)/'run'/'final'/'model.safetensors').exists()

@@ -6,11 +6,15 @@ decoder (d=512, 8 layers; `--steps` steps of 8 x 128 characters), BDH and a BD3-
 serving benchmark's configurations, `runs/bench-serving` when there). Each is quantized by `hierlm quantize` with
 every method that applies to it, and every folder is measured in its own process (2 threads):
 
+The decoder twice: d=512 x 8 layers (25M) and d=768 x 4 layers (28M, `decoder-wide`, int8 only): per generated token
+the int8 matmuls save time in proportion to the weights, while the rest of a decoding step (norms, rotary positions,
+the cache, sampling) costs per layer.
+
 - size: the bytes of its weight files on disk;
 - generate: greedy `complete()` of 4 prompts x `--tokens` new characters, tokens per second (median of 3 passes
   after a warm-up pass; block diffusion: 8 denoising passes per block of 8);
-- test perplexity: `corpus_perplexity` on the first `--blocks` test blocks of 128 characters (the diffusion model:
-  its NELBO bound, as perplexity), and its change from fp32;
+- perplexity: `corpus_perplexity` on the first `--blocks` blocks of 128 characters of the validation split (tiny
+  Shakespeare has no test split: nanoGPT's 90/10; the diffusion model: its NELBO bound), and its change from fp32;
 - greedy agreement: the share of generated characters equal to fp32's at the same position (over the 4 prompts).
 
 QAT vs PTQ (decoder): the trained decoder is finetuned `--qat-steps` more steps three ways from the same weights -
@@ -27,11 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 HIERLM = str(Path(sys.executable).parent/'hierlm')
 MODELS = {'decoder': ('shakespeare-char-cpu', ['model.d_model=512', 'model.n_layers=8', 'model.n_heads=8',
                                                'model.block_size=256', 'data.block_size=128', 'data.batch_size=8']),
+          'decoder-wide': ('shakespeare-char-cpu', ['model.d_model=768', 'model.n_layers=4', 'model.n_heads=12',
+                                                    'model.block_size=256', 'data.block_size=128', 'data.batch_size=8']),
           'bdh': ('bdh-shakespeare', ['model.block_size=512', 'data.block_size=128', 'model.dropout=0']),
           'diffusion': ('bd3lm-shakespeare', ['model.d_model=256', 'model.n_layers=6', 'model.n_heads=8',
                                               'model.block_size=128', 'data.block_size=128', 'data.batch_size=16',
                                               'model.diffusion_block=8', 'model.dropout=0', 'model.clip_search=false'])}
-METHODS = {'decoder': ['int8', 'int4', 'torchao-int8', 'nf4', 'bnb-int8'], 'bdh': ['int8', 'int4'],
+METHODS = {'decoder': ['int8', 'int4', 'torchao-int8', 'nf4', 'bnb-int8'], 'decoder-wide': ['int8'], 'bdh': ['int8', 'int4'],
            'diffusion': ['int8', 'int4', 'nf4', 'bnb-int8']}
 PROMPTS = ['ROMEO:\n', 'First Citizen:\nWe are', 'KING HENRY', 'O, that']
 SMOKE_PROMPTS = ['Ka', 'Bo', 'Ha', 'Ze']                      # the synthetic corpus's characters
@@ -70,7 +76,7 @@ def measure(folder, blocks, tokens, ref, prompts):
         times = []
         for _ in range(3):
             t0 = time.perf_counter(); n = sum(len(tok.encode(t)) for t in write()); times.append(time.perf_counter() - t0)
-        ppl = corpus_perplexity(model, tok, load_config(str(cfg)).data, 'test', max_blocks=blocks)
+        ppl = corpus_perplexity(model, tok, load_config(str(cfg)).data, 'valid', max_blocks=blocks)   # no test split
     size = sum(f.stat().st_size for f in p.glob('model*.safetensors'))
     out = {'size': size, 'tokens_per_s': n / sorted(times)[1], 'ppl': ppl['perplexity'].value,
            'loss': ppl['loss'].value, 'texts': texts, 'measure': ppl['measure']}
@@ -131,7 +137,7 @@ def main():
     for name in args.only.split(','):
         reused = Path(args.reuse)/name
         src = reused if name != 'decoder' and (reused/'final'/'config.json').exists() and not args.smoke else \
-              train(name, models/name, args.steps if name == 'decoder' else args.other_steps, args.smoke)
+              train(name, models/name, args.steps if name.startswith('decoder') else args.other_steps, args.smoke)
         base, ref = run_measure(src, args)
         rows.append((name, 'fp32', base, src))
         print(name, 'fp32', {k: v for k, v in base.items() if k != 'texts'}, flush=True)
@@ -151,7 +157,20 @@ def main():
                 qat_rows.append((qat, method, m))
                 print('qat', qat, method, m['ppl'], flush=True)
             if qat == 'none': qat_rows.append(('none', 'fp32', run_measure(ft, args)[0]))
+    rows, qat_rows = merged(models, rows, qat_rows)
     write_table(args, rows, qat_rows, time.time() - t_start)
+
+def merged(models, rows, qat_rows):
+    "This run's rows over those of earlier runs in `models` (results.json): `--only` remeasures some, keeps the rest."
+    f = models/'results.json'
+    old = json.loads(f.read_text()) if f.exists() else {'rows': [], 'qat_rows': []}
+    new = {(r[0], r[1]): list(r) for r in old['rows']}
+    new.update({(r[0], r[1]): [r[0], r[1], r[2], str(r[3])] for r in rows})
+    order = list(MODELS)
+    rows = sorted(new.values(), key=lambda r: (order.index(r[0]), r[1] != 'fp32'))
+    qat_rows = [list(r) for r in qat_rows] or old['qat_rows']
+    f.write_text(json.dumps({'rows': rows, 'qat_rows': qat_rows}))
+    return rows, qat_rows
 
 def write_table(args, rows, qat_rows, wall):
     import torch
@@ -159,10 +178,10 @@ def write_table(args, rows, qat_rows, wall):
     lines = ['Quantization on this machine (`tools/bench_quantize.py`).', '',
              f'**Size, speed and quality per family and method** (tiny Shakespeare characters; greedy generation of '
              f'4 prompts x {args.tokens} characters, tokens/s the median of 3 passes in a process of its own with 2 '
-             f'threads; test perplexity on the first {args.blocks} blocks of 128 characters (block diffusion: the '
-             f'NELBO bound); agreement: share of generated characters equal to fp32\'s at the same position; torch '
+             f'threads; perplexity on the first {args.blocks} blocks of 128 characters of the validation split (tiny '
+             f'Shakespeare has no test split; block diffusion: the NELBO bound); agreement: share of generated characters equal to fp32\'s at the same position; torch '
              f'{torch.__version__}, {os.cpu_count()} cores):', '',
-             '| family | method | size on disk | generate tokens/s | speed vs fp32 | test perplexity | change vs fp32 '
+             '| family | method | size on disk | generate tokens/s | speed vs fp32 | perplexity | change vs fp32 '
              '| greedy agreement |', '|---|---|---:|---:|---:|---:|---:|---:|']
     for name, meth, m, _ in rows:
         b = base[name]
@@ -173,8 +192,8 @@ def write_table(args, rows, qat_rows, wall):
         fp = next(m for q, meth, m in qat_rows if meth == 'fp32')
         lines += ['', f'**QAT vs PTQ on the decoder** (the trained decoder finetuned {args.qat_steps} more steps at lr '
                       f'1e-4 from the same weights: plainly then quantized (PTQ), or with `train.qat` then converted; '
-                      f'test perplexity as above):', '',
-                  '| finetuning | then | test perplexity | change vs the plain finetune in fp32 |', '|---|---|---:|---:|',
+                      f'perplexity as above):', '',
+                  '| finetuning | then | perplexity | change vs the plain finetune in fp32 |', '|---|---|---:|---:|',
                   f"| plain | fp32 | {fp['ppl']:.3f} | - |"]
         for qat, meth, m in qat_rows:
             if meth == 'fp32': continue

@@ -7,8 +7,10 @@
 2. Every model's preset trained end to end by the shared Trainer on the GPU in bf16 (steps/s, validation loss).
 3. LHT training step vs sequence length (bf16, batch 1) against the dense encoder, 1k..32k tokens.
 4. Hierarchical-mask attention, forward + backward: FlexAttention vs SDPA with a dense mask.
+5. torchrun with nccl: the `tiny` run on one process and under DDP and FSDP2 (bf16, one process per GPU), the loss
+   curves compared, a sharded checkpoint resumed in one process.
 
-    python tools/check_cuda.py [--budget 360] [--dry] [--sections parity,train,lht,attn]
+    python tools/check_cuda.py [--budget 360] [--dry] [--sections parity,train,lht,attn,dist]
 """
 import argparse, json, os, shutil, sys, time, traceback
 from pathlib import Path
@@ -152,9 +154,40 @@ def attention_speed(dev, sizes, budget):
         rows.append(f"| {T} | {f(r['flex'])} | {f(r['sdpa'])} | {ratio} |"); print(rows[-1], flush=True)
     return rows
 
+def distributed(dev, dry):
+    "The tiny run under torchrun (nccl on GPUs, gloo for --dry): one process vs DDP vs FSDP2, and a resume in one."
+    import subprocess, tempfile
+    n = max(1, torch.cuda.device_count()) if dev.type == 'cuda' else 2
+    common = ['tiny', 'train.max_steps=20', 'train.log_every=5', 'train.ckpt_every=10', 'eval.eval_every=20',
+              f'device={dev.type}'] + (['dtype=bf16'] if dev.type == 'cuda' else [])
+    rows, t = [], tempfile.mkdtemp()
+    def run(out, mode, procs):
+        launch = [sys.executable, '-m', 'hierlm'] if mode == 'none' else \
+                 [str(Path(sys.executable).parent/'torchrun'), '--standalone', f'--nproc_per_node={procs}', '-m', 'hierlm']
+        t0 = time.time()
+        r = subprocess.run([*launch, 'train', *common, f'train.parallel={mode}', '--out', f'{t}/{out}'],
+                           capture_output=True, text=True)
+        if r.returncode: raise RuntimeError(r.stderr[-1500:])
+        losses = [json.loads(l)['loss'] for l in Path(f'{t}/{out}/metrics.jsonl').read_text().splitlines()]
+        return losses, time.time() - t0
+    one, s1 = run('one', 'none', 1)
+    rows.append(f'| one process | - | {one[-1]:.4f} | - | {s1:.0f} s |')
+    for mode in ('ddp', 'fsdp'):
+        l, s = run(mode, mode, n)
+        rows.append(f'| {mode} | {n} | {l[-1]:.4f} | {max(abs(a - b) for a, b in zip(l, one)):.2e} | {s:.0f} s |')
+    import shutil as sh
+    sh.rmtree(f'{t}/fsdp/final'); sh.rmtree(f'{t}/fsdp/checkpoints/step-0000020')
+    l, s = run('fsdp', 'none', 1)                                          # the 10-step sharded checkpoint, one process
+    rows.append(f'| fsdp checkpoint at step 10, resumed in one process | 1 | {l[-1]:.4f} | '
+                f'{max(abs(a - b) for a, b in zip(l, one)):.2e} | {s:.0f} s |')
+    backend = 'nccl' if dev.type == 'cuda' else 'gloo'
+    return [f'**torchrun ({backend})**: `tiny`, 20 steps{", bf16" if dev.type == "cuda" else ""}; largest difference of '
+            f'the logged training loss from one process:', '',
+            '| run | processes | final loss | largest loss difference | wall time |', '|---|---:|---:|---:|---:|', *rows]
+
 def main():
     ap = argparse.ArgumentParser(); ap.add_argument('--budget', type=float, default=360); ap.add_argument('--dry', action='store_true')
-    ap.add_argument('--out', default=None); ap.add_argument('--sections', default='parity,train,lht,attn', help='comma-separated subset')
+    ap.add_argument('--out', default=None); ap.add_argument('--sections', default='parity,train,lht,attn,dist', help='comma-separated subset')
     a = ap.parse_args()
     os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('WANDB_MODE', 'disabled')
     dev = torch.device('cuda' if torch.cuda.is_available() and not a.dry else 'cpu')
@@ -168,7 +201,8 @@ def main():
     for title, fn in (('parity', lambda: parity(dev, 256 if a.dry else 1024, backends)),
                       ('train', lambda: train_presets(dev, a.dry, 0.55 * a.budget)),
                       ('lht', lambda: lht_speed(dev, [512, 1024] if a.dry else [1024, 2048, 4096, 8192, 16384, 32768], 0.8 * a.budget)),
-                      ('attn', lambda: attention_speed(dev, [1024] if a.dry else [4096, 16384, 65536], a.budget))):
+                      ('attn', lambda: attention_speed(dev, [1024] if a.dry else [4096, 16384, 65536], a.budget)),
+                      ('dist', lambda: distributed(dev, a.dry))):
         if title not in a.sections.split(','): continue
         t = time.time()
         try: sections.append('\n'.join(fn()))
