@@ -150,7 +150,8 @@ def _torchao_int8(model:nn.Module, layers:list) -> nn.Module:
     with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():   # its CUDA kernels: absent here
         warnings.simplefilter('ignore'); logging.disable(logging.WARNING)
         try: from torchao.quantization import quantize_, Int8WeightOnlyConfig
-        except ImportError: raise ConfigError("this folder's weights load as torchao tensors: pip install torchao") from None
+        except ImportError:
+            raise ConfigError("this folder's weights load as torchao tensors: pip install torchao") from None
         finally: logging.disable(logging.NOTSET)
     keep = set(layers)
     quantize_(model, Int8WeightOnlyConfig(), filter_fn=lambda m, fqn: fqn in keep)

@@ -356,7 +356,7 @@ def _start_fresh(self:Trainer):
 # %% ../nbs/10_train.ipynb #f0fd001c
 Trainer.RESUMABLE_CHANGES = ('name', 'description', 'device', 'out_dir', 'train.max_steps', 'train.log_every',
                              'train.ckpt_every', 'train.keep_last', 'train.wandb', 'train.resume', 'train.compile',
-                             'train.parallel',                             'eval.')                                  # may differ between a run and its resume
+                             'train.parallel', 'eval.')               # may differ between a run and its resume
 
 @patch
 def _check_same_run(self:Trainer):

@@ -13,7 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ['shakespeare-char-cpu', 'model.d_model=512', 'model.n_layers=8', 'model.n_heads=8', 'model.block_size=128',
-        'data.block_size=128', 'data.batch_size=8', 'train.warmup_steps=2', 'train.log_every=1', 'train.ckpt_every=1000',
+        'data.block_size=128', 'data.batch_size=8', 'train.warmup_steps=2', 'train.log_every=1',
+        'train.ckpt_every=1000',
         'eval.eval_every=1000', 'eval.eval_batches=1']
 
 def worker(out, steps, parallel):
@@ -49,8 +50,8 @@ def main():
         recs = [json.loads(f.read_text()) for f in sorted(Path(d).glob('mem-*.json'))]
         m = [json.loads(l) for l in Path(d, 'metrics.jsonl').read_text().splitlines()]
         tps = sum(x['tokens_per_s'] for x in m[len(m) // 2:]) / (len(m) - len(m) // 2)     # the second half's mean
-        rows.append((mode, len(recs), max(x['hwm'] for x in recs), max(x['held'] for x in recs), tps, recs[0]['threads'],
-                     m[-1]['loss']))
+        rows.append((mode, len(recs), max(x['hwm'] for x in recs), max(x['held'] for x in recs), tps,
+                     recs[0]['threads'], m[-1]['loss']))
         print(rows[-1], flush=True)
     import torch
     lines = ['One process vs two on this machine (`tools/bench_distributed.py`).', '',

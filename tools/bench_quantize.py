@@ -32,12 +32,14 @@ HIERLM = str(Path(sys.executable).parent/'hierlm')
 MODELS = {'decoder': ('shakespeare-char-cpu', ['model.d_model=512', 'model.n_layers=8', 'model.n_heads=8',
                                                'model.block_size=256', 'data.block_size=128', 'data.batch_size=8']),
           'decoder-wide': ('shakespeare-char-cpu', ['model.d_model=768', 'model.n_layers=4', 'model.n_heads=12',
-                                                    'model.block_size=256', 'data.block_size=128', 'data.batch_size=8']),
+                                                    'model.block_size=256', 'data.block_size=128',
+                                                    'data.batch_size=8']),
           'bdh': ('bdh-shakespeare', ['model.block_size=512', 'data.block_size=128', 'model.dropout=0']),
           'diffusion': ('bd3lm-shakespeare', ['model.d_model=256', 'model.n_layers=6', 'model.n_heads=8',
                                               'model.block_size=128', 'data.block_size=128', 'data.batch_size=16',
                                               'model.diffusion_block=8', 'model.dropout=0', 'model.clip_search=false'])}
-METHODS = {'decoder': ['int8', 'int4', 'torchao-int8', 'nf4', 'bnb-int8'], 'decoder-wide': ['int8'], 'bdh': ['int8', 'int4'],
+METHODS = {'decoder': ['int8', 'int4', 'torchao-int8', 'nf4', 'bnb-int8'], 'decoder-wide': ['int8'],
+           'bdh': ['int8', 'int4'],
            'diffusion': ['int8', 'int4', 'nf4', 'bnb-int8']}
 PROMPTS = ['ROMEO:\n', 'First Citizen:\nWe are', 'KING HENRY', 'O, that']
 SMOKE_PROMPTS = ['Ka', 'Bo', 'Ha', 'Ze']                      # the synthetic corpus's characters
@@ -75,7 +77,8 @@ def measure(folder, blocks, tokens, ref, prompts):
         texts = write()                                                           # warm-up, and the texts
         times = []
         for _ in range(3):
-            t0 = time.perf_counter(); n = sum(len(tok.encode(t)) for t in write()); times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter(); n = sum(len(tok.encode(t)) for t in write())
+            times.append(time.perf_counter() - t0)
         ppl = corpus_perplexity(model, tok, load_config(str(cfg)).data, 'valid', max_blocks=blocks)   # no test split
     size = sum(f.stat().st_size for f in p.glob('model*.safetensors'))
     out = {'size': size, 'tokens_per_s': n / sorted(times)[1], 'ppl': ppl['perplexity'].value,
@@ -179,7 +182,8 @@ def write_table(args, rows, qat_rows, wall):
              f'**Size, speed and quality per family and method** (tiny Shakespeare characters; greedy generation of '
              f'4 prompts x {args.tokens} characters, tokens/s the median of 3 passes in a process of its own with 2 '
              f'threads; perplexity on the first {args.blocks} blocks of 128 characters of the validation split (tiny '
-             f'Shakespeare has no test split; block diffusion: the NELBO bound); agreement: share of generated characters equal to fp32\'s at the same position; torch '
+             f'Shakespeare has no test split; block diffusion: the NELBO bound); agreement: share of generated '
+             f'characters equal to fp32\'s at the same position; torch '
              f'{torch.__version__}, {os.cpu_count()} cores):', '',
              '| family | method | size on disk | generate tokens/s | speed vs fp32 | perplexity | change vs fp32 '
              '| greedy agreement |', '|---|---|---:|---:|---:|---:|---:|---:|']
@@ -204,7 +208,8 @@ def write_table(args, rows, qat_rows, wall):
     out = Path(args.out)
     old = out.read_text() if out.exists() else ''
     keep = old[old.index('**What the numbers say**'):] if '**What the numbers say**' in old else ''
-    if not args.smoke or args.out != str(ROOT/'benchmarks'/'quantize_cpu.md'): out.write_text('\n'.join(lines) + '\n' + keep)
+    if not args.smoke or args.out != str(ROOT/'benchmarks'/'quantize_cpu.md'):     # a smoke run never overwrites it
+        out.write_text('\n'.join(lines) + '\n' + keep)
     print('\n'.join(lines))
 
 if __name__ == '__main__': main()
