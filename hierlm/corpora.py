@@ -19,7 +19,7 @@ __all__ = ['BUILTIN_FILES', 'REGISTERS', 'LEVELS', 'GSM8K_VALID', 'TEXT_FIELDS',
            'corpus_tokenizer', 'plot_levels']
 
 # %% ../nbs/01b_corpora.ipynb #04b5db43
-import dataclasses, functools, glob, hashlib, itertools, json, os, random, re, tempfile
+import dataclasses, functools, glob, hashlib, itertools, json, os, random, re, shutil, tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional
@@ -697,7 +697,14 @@ def build_tokenizer(dcfg:DataConfig,
     if (d/'tokenizer.json').exists(): return load_tokenizer(d)
     if kind == 'char': tok = char_tokenizer(''.join(texts('char')), special_tokens)
     else: tok = train_bpe_tokenizer(texts('bpe'), dcfg.vocab_size, ('<|endoftext|>', *special_tokens))
-    with atomic_dir(d) as tmp: tok.save_pretrained(tmp)
+    d.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=d.parent, prefix=f'.{d.name}.tmp-'))
+    try:
+        tok.save_pretrained(tmp)
+        os.rename(tmp, d)             # the first process to cache it wins; a cached tokenizer is never replaced
+    except OSError:                   # (processes that build it at the same moment, e.g. torchrun's, build the same)
+        if not (d/'tokenizer.json').exists(): raise
+    finally: shutil.rmtree(tmp, ignore_errors=True)
     return tok
 
 # %% ../nbs/01b_corpora.ipynb #20bd5e6d

@@ -130,7 +130,9 @@ class Trainer:
             from hierlm.finetune import load_pretrained, ModelFolderError
             try: model, tok = load_pretrained(tc.init_from, quantize=tc.adapter == 'qlora', device=self.device)
             except ModelFolderError as e: raise ModelFolderError(f"train.init_from: {e}") from None
+        if not self.world.main: barrier(self.world)          # the main process fills the token cache first, alone
         self.data = training_data(cfg, tok if tc.init_from else None)       # one corpus, a mixture or a stream
+        if self.world.main: barrier(self.world)
         self.tok = self.data.tokenizer
         if chat_corpus_of(cfg.data): add_chat_template(self.tok)           # SFT / DPO data: saved with final/
         if tc.carry_state and tc.seq_len_warmup:

@@ -9,12 +9,13 @@ HIERLM, TORCHRUN = str(BIN/'hierlm'), str(BIN/'torchrun')
 ARGS = ['tiny', 'train.max_steps=40', 'train.ckpt_every=10', 'train.log_every=1', 'eval.eval_every=20',
         'train.grad_accum=2', 'train.wandb=disabled']
 
-def train(out, parallel='none', check=True, **kw):
+def train(out, parallel='none'):
     "`hierlm train` on one process, or on two under torchrun."
     cmd = [HIERLM, 'train'] if parallel == 'none' else [TORCHRUN, '--standalone', '--nproc_per_node=2', '-m', 'hierlm',
                                                         'train']
-    return subprocess.run([*cmd, *ARGS, f'train.parallel={parallel}', '--out', str(out)], check=check,
-                          capture_output=True, text=True, **kw)
+    r = subprocess.run([*cmd, *ARGS, f'train.parallel={parallel}', '--out', str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, f'{parallel} run failed:\n{r.stderr[-4000:]}'
+    return r
 
 def metrics(run):
     return [{k: v for k, v in json.loads(l).items() if k != 'tokens_per_s'}       # wall-clock differs between runs
