@@ -244,9 +244,8 @@ def load_pretrained(path, # a run directory, a hierlm or transformers model fold
     p = model_folder(path)
     register_families()                                                     # every hierlm family, with transformers
     if (p/'adapter_config.json').exists(): return _load_adapter(p, quantize, device)
-    if (p/'quantization.json').exists():                 # written by `hierlm quantize` (hierlm.quantize)
-        from hierlm.quantize import load_quantized, OWN_STORAGE
-        if json.loads((p/'quantization.json').read_text()).get('method') in OWN_STORAGE: return load_quantized(p)
+    from hierlm.quantize import load_quantized, quantized_method, OWN_STORAGE   # `hierlm quantize` wrote it?
+    if quantized_method(p) in OWN_STORAGE: return load_quantized(p)
     cfg = _load('config.json', p, lambda: json.loads((p/'config.json').read_text()))
     auto = _auto_class(cfg.get('arch'), bool(cfg.get('is_encoder_decoder')))   # no arch: a transformers model
     kw = dict(quantization_config=_nf4_config(), device_map={'': str(device or 'cpu')}) if quantize else {}

@@ -6,7 +6,8 @@ Docs: https://hierlm.github.io/hierlm/quantize.html.md"""
 
 # %% auto #0
 __all__ = ['BITS', 'GROUP', 'METHODS', 'QUANT_FILE', 'OWN_STORAGE', 'quantize_tensor', 'dequantize_tensor', 'fake_quantize',
-           'quantized_matrices', 'linear_layers', 'quantize', 'load_quantized', 'FakeQuantLinear', 'prepare_qat']
+           'quantized_matrices', 'linear_layers', 'quantized_method', 'quantize', 'load_quantized', 'FakeQuantLinear',
+           'prepare_qat']
 
 # %% ../nbs/16_quantize.ipynb #34c5c381
 import importlib.util, json, shutil, time, warnings
@@ -66,6 +67,11 @@ def linear_layers(model:nn.Module, names:list) -> list:
 METHODS = ('int8', 'int4', 'torchao-int8', 'nf4', 'bnb-int8')
 QUANT_FILE = 'quantization.json'
 OWN_STORAGE = ('int8', 'int4', 'torchao-int8')          # our int8 / int4 codes in model.safetensors
+
+def quantized_method(folder) -> Optional[str]:
+    "The method `hierlm quantize` wrote `folder` with, or None for a folder it did not write."
+    f = Path(folder)/QUANT_FILE
+    return json.loads(f.read_text())['method'] if f.exists() else None
 
 def _layer_methods_need_layers(model:nn.Module, method:str, layers:list):
     if not layers:

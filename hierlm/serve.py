@@ -409,9 +409,10 @@ def load_served(path, # a run directory (its final/) or a model folder
     if model.kind == 'masked':
         raise ValueError(f"{p}: {type(model).__name__} is a masked-LM encoder: it fills in masks, it does not write "
                          f"after a prompt, so there is nothing to serve (hierlm generate fills its masks)")
-    if (p/'quantization.json').exists():                 # `hierlm quantize` wrote it: served as it was quantized
+    from hierlm.quantize import quantized_method
+    if method := quantized_method(p):                    # `hierlm quantize` wrote it: served as it was quantized
         if (dtype, device, quantize) != ('float32', 'cpu', None):
-            raise ValueError(f"{p} is quantized already ({json.loads((p/'quantization.json').read_text())['method']}): "
+            raise ValueError(f"{p} is quantized already ({method}): "
                              f"serve it without --dtype, --device or --quantize")
     else: model = model.to(device=device, dtype=getattr(torch, dtype)).eval()
     if quantize == 'int8':
