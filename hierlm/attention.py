@@ -6,8 +6,9 @@ Docs: https://hierlm.github.io/hierlm/attention.html.md"""
 
 # %% auto #0
 __all__ = ['BLOCK_MASK_COMPILE_FROM', 'BACKENDS', 'masked_softmax', 'bind_mask', 'MaskArtefacts', 'artefacts', 'block_mask',
-           'distance_bias', 'BlockSparsePlan', 'plan_block_sparse', 'block_sparse_plan', 'pick_backend', 'attention',
-           'RotaryEmbedding', 'KVCache', 'lambda_init', 'Attention', 'SinkCache']
+           'distance_bias', 'BlockSparsePlan', 'plan_from_candidates', 'plan_block_sparse', 'block_sparse_plan',
+           'plan_density', 'pick_backend', 'attention', 'RotaryEmbedding', 'KVCache', 'lambda_init', 'Attention',
+           'SinkCache']
 
 # %% ../nbs/03_attention.ipynb #450a3950
 import math, warnings, weakref
@@ -204,21 +205,48 @@ def _xformers(q, k, v, bound, scale, sink, coords=None):
 # %% ../nbs/03_attention.ipynb #9d9ae469
 @dataclass
 class BlockSparsePlan:
-    ("For each of `n_q_blocks` query blocks: the key positions it gathers (`kv_index`, -1 = padding) "
-     "and the exact mask on them.")
+    "One group of query blocks: the key positions each gathers (`kv_index`, -1 = padding) and the exact mask on them."
     block: int
     T: int
     S: int
-    kv_index: torch.Tensor    # (n_q_blocks, L) long
+    kv_index: torch.Tensor    # (B|1, n_q_blocks, L) long
     allowed: torch.Tensor     # (B|1, H|1, n_q_blocks, block, L) bool
+    q_index: Optional[torch.Tensor] = None   # (B|1, n_q_blocks, block) query positions, -1 = padding; None: in order
     @property
-    def gathered(self): return self.kv_index.shape[1]
+    def gathered(self): return self.kv_index.shape[-1]
     @property
-    def density(self): return self.kv_index.shape[0] * self.block * self.gathered / (self.T * self.S)
+    def density(self): return self.kv_index.shape[-2] * self.block * self.gathered / (self.T * self.S)
+    def score_bias(self, dtype) -> tuple:
+        ("`(bias, empty)`: 0 where allowed and −inf elsewhere (a query with no key allowed: 0 everywhere, its output "
+         "zeroed by `empty`), for a fused softmax; made once per dtype.")
+        cache = self.__dict__.setdefault('_bias', {})
+        if dtype not in cache:
+            empty = ~self.allowed.any(-1, keepdim=True)
+            bias = torch.zeros(self.allowed.shape, dtype=dtype, device=self.allowed.device)
+            cache[dtype] = bias.masked_fill_(~(self.allowed | empty), float('-inf')), (empty if empty.any() else None)
+        return cache[dtype]
+
+def _dedupe(x:torch.Tensor) -> torch.Tensor:
+    "`x (B, H, …)` with its batch and head dims kept only if it differs along them."
+    if x.shape[0] > 1 and (x == x[:1]).all(): x = x[:1]
+    if x.shape[1] > 1 and (x == x[:, :1]).all(): x = x[:, :1]
+    return x.contiguous()
+
+def plan_from_candidates(bound:BoundMask, block:int, q_index:Optional[torch.Tensor],
+                         kv_index:torch.Tensor) -> BlockSparsePlan:
+    "A plan from candidate keys `kv_index (B|1, nq, L)` for query blocks `q_index` (None: in order): the exact mask on them."
+    dev, nq, L = bound.device, kv_index.shape[-2], kv_index.shape[-1]
+    qi = (torch.arange(nq * block, device=dev).view(1, nq, block) if q_index is None else q_index)
+    b = torch.arange(bound.B, device=dev).view(-1, 1, 1, 1, 1)
+    h = torch.arange(bound.H, device=dev).view(1, -1, 1, 1, 1)
+    q5, kv5 = qi[:, None, :, :, None], kv_index[:, None, :, None, :]            # (B|1, 1, nq, block, 1), (…, 1, L)
+    allowed = torch.as_tensor(bound.fn(b, h, q5.clamp(0, bound.T - 1), kv5.clamp(min=0)), device=dev)
+    allowed = allowed & (kv5 >= 0) & (q5 >= 0) & (q5 < bound.T)
+    return BlockSparsePlan(block, bound.T, bound.S, kv_index, _dedupe(allowed), q_index)
 
 def plan_block_sparse(bound:BoundMask, block:int=64, min_fill:float=0.25) -> BlockSparsePlan:
-    ("Plan which key blocks (when at least `min_fill` of their keys are used) and which single key columns "
-     "each query block gathers.")
+    ("Plan, on the T×S grid, which key blocks (when at least `min_fill` of their keys are used) and which single key "
+     "columns each query block gathers.")
     B, H, T, S, dev = bound.B, bound.H, bound.T, bound.S, bound.device
     fn = bound.fn                                                            # in the bound mask's query indices
     nq, nk = (T + block - 1) // block, (S + block - 1) // block
@@ -238,40 +266,73 @@ def plan_block_sparse(bound:BoundMask, block:int=64, min_fill:float=0.25) -> Blo
     L = max(1, max(len(r) for r in rows))
     kv_index = torch.full((nq, L), -1, dtype=torch.long, device=dev)
     for i, r in enumerate(rows): kv_index[i, :len(r)] = r
-    qi = torch.arange(nq * block, device=dev).view(1, 1, nq, block, 1)
-    kv = kv_index.view(1, 1, nq, 1, L)
-    allowed = torch.as_tensor(fn(b.unsqueeze(-1), h.unsqueeze(-1), qi.clamp(max=T - 1), kv.clamp(min=0)), device=dev)
-    allowed = allowed & (kv >= 0) & (qi < T)
-    if allowed.shape[0] > 1 and (allowed == allowed[:1]).all(): allowed = allowed[:1]
-    if allowed.shape[1] > 1 and (allowed == allowed[:, :1]).all(): allowed = allowed[:, :1]
-    return BlockSparsePlan(block, T, S, kv_index, allowed.contiguous())
+    return plan_from_candidates(bound, block, None, kv_index[None])
 
-def block_sparse_plan(bound:BoundMask, block:int=64) -> BlockSparsePlan:
-    "The block-sparse plan of `bound` for query blocks of `block`, built once and kept with the bound mask's artefacts."
-    return artefacts(bound).get(('blocksparse', block), lambda: plan_block_sparse(bound, block))
+def block_sparse_plan(bound:BoundMask, block:int=64) -> list:
+    ("The block-sparse plan of `bound` for query blocks of `block` (a list of groups), built once and kept with the "
+     "bound mask's artefacts: from the mask's `candidates` when it has them, else on the grid.")
+    def build():
+        groups = bound.mask.candidates(bound, block) if bound.mask.candidates is not None else None
+        if groups is None: return [plan_block_sparse(bound, block)]
+        return [plan_from_candidates(bound, block, qi, kv) for qi, kv in groups]
+    return artefacts(bound).get(('blocksparse', block), build)
+
+def plan_density(plans:list) -> float:
+    "The share of the T×S grid a plan's groups gather."
+    return sum(p.density for p in plans)
 
 # %% ../nbs/03_attention.ipynb #11f3dd8d
-def _blocksparse(q, k, v, bound, scale, sink, block=64, coords=None):
-    if bound is None: raise ValueError("backend 'blocksparse' needs a mask (for full attention use sdpa)")
+def _rows(x:torch.Tensor, index:torch.Tensor) -> torch.Tensor:
+    "Rows `index (B|1, n, m)` (-1: zeros) of each batch row of `x (B, H, T, D)`: `(B, n, m, H, D)`."
+    B, H, T, D = x.shape
+    flat = torch.cat([x.transpose(1, 2).reshape(B * T, H * D), x.new_zeros(1, H * D)])   # + a zero row for -1
+    index = index.expand(B, -1, -1)
+    at = torch.where(index >= 0, index + torch.arange(B, device=x.device).view(B, 1, 1) * T, B * T)
+    return flat[at].view(*index.shape, H, D)
+
+def _gathered_attention(q, k, v, plan:BlockSparsePlan, scale, sink, coords, q_offset:int) -> torch.Tensor:
+    "Attention of one plan group's query blocks over their gathered keys: `(B, H, nq, block, Dv)`."
     B, H, T, D = q.shape
-    Hkv, g = k.shape[1], H // k.shape[1]
-    plan = block_sparse_plan(bound, block)
-    nq, L = plan.kv_index.shape
-    qb = F.pad(q, (0, 0, 0, nq * block - T)).view(B, Hkv, g, nq, block, D)
-    idx = plan.kv_index.clamp(min=0)
-    kg, vg = k[:, :, idx].unsqueeze(2), v[:, :, idx].unsqueeze(2)             # (B, Hkv, 1, nq, L, D): gathered keys
-    scores = (qb @ kg.transpose(-1, -2)) * scale                             # (B, Hkv, g, nq, block, L)
-    allowed = plan.allowed.view(plan.allowed.shape[0], -1, 1, nq, block, L) if plan.allowed.shape[1] == 1 else \
-              plan.allowed.view(plan.allowed.shape[0], Hkv, g, nq, block, L)
-    scores = scores.reshape(B, H, nq, block, L)
+    Hkv, g, block = k.shape[1], H // k.shape[1], plan.block
+    nq, L = plan.kv_index.shape[-2:]
+    if plan.q_index is None:                                                 # consecutive queries: a view
+        qb = F.pad(q, (0, 0, 0, nq * block - T)).view(B, Hkv, g, nq, block, D)
+        qpos = torch.arange(nq * block, device=q.device).view(1, nq, block)
+    else:
+        qb = _rows(q, plan.q_index).view(B, nq, block, Hkv, g, D).permute(0, 3, 4, 1, 2, 5)
+        qpos = plan.q_index
+    if plan.kv_index.shape[0] == 1:                                          # the same keys for every row
+        idx = plan.kv_index[0].clamp(min=0)
+        kg, vg = k[:, :, idx].unsqueeze(2), v[:, :, idx].unsqueeze(2)         # (B, Hkv, 1, nq, L, D): gathered keys
+    else:
+        kg, vg = (_rows(x, plan.kv_index).permute(0, 3, 1, 2, 4).unsqueeze(2) for x in (k, v))
+    scores = ((qb * scale) @ kg.transpose(-1, -2)).reshape(B, H, nq, block, L)
     if coords is not None:                                                   # the distance bias on the gathered pairs
         cq, ck = coords
-        qi = torch.arange(nq * block, device=q.device).view(nq, block, 1) + bound.q_offset
-        cqb = F.pad(cq, (0, nq * block - T)).view(B, 1, nq, block, 1)
-        scores = scores + distance_bias(cqb, ck[:, idx].view(B, 1, nq, 1, L), qi, idx.view(nq, 1, L))
-    w = masked_softmax(scores, allowed.reshape(allowed.shape[0], -1, nq, block, L), sink)
-    out = w.view(B, Hkv, g, nq, block, L) @ vg                               # (B, Hkv, g, nq, block, Dv)
-    return out.reshape(B, H, nq * block, -1)[:, :, :T]
+        qp, kp = qpos.clamp(0, T - 1).expand(B, -1, -1), plan.kv_index.clamp(min=0).expand(B, -1, -1)
+        cqb = cq.gather(1, qp.reshape(B, -1)).view(B, 1, nq, block, 1)
+        ckb = ck.gather(1, kp.reshape(B, -1)).view(B, 1, nq, 1, L)
+        scores = scores + distance_bias(cqb, ckb, qp.view(B, 1, nq, block, 1) + q_offset, kp.view(B, 1, nq, 1, L))
+    if sink is not None: w, empty = masked_softmax(scores, plan.allowed, sink), None
+    else:                                        # no sink: the fused softmax over an additive mask (3× fewer passes)
+        bias, empty = plan.score_bias(scores.dtype)
+        w = torch.softmax(scores + bias, -1)
+    out = (w.view(B, Hkv, g, nq, block, L) @ vg).reshape(B, H, nq, block, -1)
+    return out if empty is None else out.masked_fill(empty, 0.)
+
+def _blocksparse(q, k, v, bound, scale, sink, block=64, coords=None):
+    if bound is None: raise ValueError("backend 'blocksparse' needs a mask (for full attention use sdpa)")
+    B, H, T, _ = q.shape
+    out = None
+    for plan in block_sparse_plan(bound, block):
+        o = _gathered_attention(q, k, v, plan, scale, sink, coords, bound.q_offset)    # (B, H, nq, block, Dv)
+        if plan.q_index is None: return o.reshape(B, H, -1, o.shape[-1])[:, :, :T]
+        Dv = o.shape[-1]
+        qi = plan.q_index.expand(B, -1, -1)                                  # scatter each group's rows back
+        at = torch.where(qi >= 0, qi + torch.arange(B, device=q.device).view(B, 1, 1) * T, B * T).flatten()
+        if out is None: out = q.new_zeros(B * T + 1, H * Dv)                 # row B·T: where padding goes
+        out = out.index_copy(0, at, o.permute(0, 2, 3, 1, 4).reshape(-1, H * Dv))
+    return out[:-1].view(B, T, H, -1).transpose(1, 2)
 
 # %% ../nbs/03_attention.ipynb #7edebc13
 BACKENDS = ('auto', 'eager', 'sdpa', 'flex', 'blocksparse', 'xformers')
@@ -285,7 +346,7 @@ def pick_backend(q:torch.Tensor, k:torch.Tensor, bound:Optional[BoundMask], sink
     if q.shape[2] * k.shape[2] <= 1024 * 1024: return 'eager' if sink is not None else 'sdpa'
     if not needs_grad: return 'flex'
     plan = block_sparse_plan(bound, 64)          # kept: blocksparse reuses it
-    if plan.density <= 0.3 or sink is not None: return 'blocksparse'
+    if plan_density(plan) <= 0.3 or sink is not None: return 'blocksparse'
     return 'sdpa'                                # a dense-ish mask (e.g. block diffusion): gathering would not pay
 
 def attention(q, k, v, mask:Union[Mask, BoundMask, None]=None, backend:str='auto', scale:Optional[float]=None,

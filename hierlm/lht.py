@@ -16,7 +16,7 @@ from typing import Iterator, Literal, Optional
 import torch, torch.nn as nn, torch.nn.functional as F
 from transformers.modeling_outputs import MaskedLMOutput
 from .core import ModelConfig, ConfigError
-from .masks import sliding_window_mask, hierarchical_mask, insert_anchors, padding_mask
+from .masks import sliding_window_mask, hierarchical_mask, anchor_rows, padding_mask
 from .attention import bind_mask
 from .modeling import HierLMConfig, HierLMModel, LossOutput, lm_loss, register_family, evaluating
 from .decoder import DecoderBlock
@@ -161,39 +161,30 @@ class LHT(HierLMModel):
 # %% ../nbs/07_lht.ipynb #bfd7671d
 @patch
 def anchored(self:LHT, h:torch.Tensor, bounds:list):
-    "Insert anchors: `(seq (B, T', d), mask, positions (B, T'), token_index (B, T))`; T' is the longest row."
+    "Insert anchors: `(seq (B, T', d), mask, positions (B, T'), token_index (B, T))`; T' is the longest row, padded."
     c, (B, T, d) = self.config, h.shape
     lev = router_level_ids(bounds)                                           # (B, K, T) coarse → fine
     if c.doc_token: lev = torch.cat([torch.zeros_like(lev[:, :1]), lev], 1)
-    rows = [insert_anchors(lev[b].cpu(), list(range(lev.shape[1]))) for b in range(B)]
-    longest = max(len(r[1]) for r in rows)
-    # a recurring length: compiled kernels reused
-    Tp = -(-longest // 128) * 128 if longest > 1024 or h.is_cuda else longest
-    K1 = lev.shape[1]
-    L = torch.zeros(B, K1, Tp, dtype=torch.long); A = torch.full((B, Tp), -1, dtype=torch.long)
-    S = torch.full((B, Tp), -1, dtype=torch.long); valid = torch.zeros(B, Tp, dtype=torch.bool)
-    for b, (l2, a2, s2) in enumerate(rows):
-        n = len(a2); L[b, :, :n] = l2; A[b, :n] = a2; S[b, :n] = s2; valid[b, :n] = True
-        # pads: inside the last unit, never seen (below)
-        L[b, :, n:] = l2[:, -1:]
-    L, A, S, valid = (t.to(h.device) for t in (L, A, S, valid))
-    # (B, T'): token it is / precedes
+    # a recurring length (a multiple of 128 from 1k tokens, or on a GPU): compiled kernels are reused
+    L, A, S, token_index, valid = anchor_rows(lev, multiple=128 if T > 1024 or h.is_cuda else 1)
+    # (B, T'): the token each position is or precedes
     tok = _next_token(torch.where(valid, S, torch.full_like(S, T - 1))).clamp(max=T - 1)
-    # every position starts from its token's state
-    x = torch.gather(h, 1, tok[..., None].expand(-1, -1, d))
+    x = torch.gather(h, 1, tok[..., None].expand(-1, -1, d))                # every position starts from its token's state
     is_anchor = A >= 0
     lvl = A.clamp(min=0) + (0 if c.doc_token else 1)                          # anchor embedding: 0 = [DOC], ℓ = level
-    scale = torch.ones(B, Tp, device=h.device, dtype=h.dtype)
-    # the straight-through boundary of each start
-    for a in range(1 if c.doc_token else 0, K1):
+    scale = torch.ones(B, A.shape[1], device=h.device, dtype=h.dtype)
+    for a in range(1 if c.doc_token else 0, lev.shape[1]):                  # the straight-through boundary of each start
         bi = c.n_levels - (a if c.doc_token else a + 1)                      # coarse→fine anchor level a → bounds index
         scale = torch.where(is_anchor & (A == a), torch.gather(bounds[bi].b_ste, 1, tok), scale)
     x = torch.where(is_anchor[..., None], x + self.anchor_embed(lvl) * scale[..., None], x)
     m = hierarchical_mask(L, A, c.neighbours) & padding_mask(valid)
-    token_index = torch.stack([torch.nonzero(S[b] >= 0).squeeze(-1)[:T] for b in range(B)])   # where each token went
-    # tokens + anchors of the longest row (pictures)
-    self.last_length = longest
+    self.last_valid = valid                                                  # which positions are real (pictures)
     return x, m, tok, token_index
+
+@patch(as_prop=True)
+def last_length(self:LHT) -> int:
+    "Tokens + anchors of the longest row of the last forward (its padding left out)."
+    return int(self.last_valid.sum(-1).max())
 
 # %% ../nbs/07_lht.ipynb #ceddcf68
 @patch
