@@ -236,6 +236,7 @@ def plan_from_candidates(bound:BoundMask, block:int, q_index:Optional[torch.Tens
                          kv_index:torch.Tensor) -> BlockSparsePlan:
     "A plan from candidate keys `kv_index (B|1, nq, L)` for query blocks `q_index` (None: in order): the exact mask on them."
     dev, nq, L = bound.device, kv_index.shape[-2], kv_index.shape[-1]
+    if q_index is not None: block = q_index.shape[-1]                       # a group may have blocks of its own size
     qi = (torch.arange(nq * block, device=dev).view(1, nq, block) if q_index is None else q_index)
     b = torch.arange(bound.B, device=dev).view(-1, 1, 1, 1, 1)
     h = torch.arange(bound.H, device=dev).view(1, -1, 1, 1, 1)
@@ -272,9 +273,10 @@ def block_sparse_plan(bound:BoundMask, block:int=64) -> list:
     ("The block-sparse plan of `bound` for query blocks of `block` (a list of groups), built once and kept with the "
      "bound mask's artefacts: from the mask's `candidates` when it has them, else on the grid.")
     def build():
-        groups = bound.mask.candidates(bound, block) if bound.mask.candidates is not None else None
-        if groups is None: return [plan_block_sparse(bound, block)]
-        return [plan_from_candidates(bound, block, qi, kv) for qi, kv in groups]
+        with torch.profiler.record_function('block_sparse_plan'):           # a named span in a profile
+            groups = bound.mask.candidates(bound, block) if bound.mask.candidates is not None else None
+            if groups is None: return [plan_block_sparse(bound, block)]
+            return [plan_from_candidates(bound, block, qi, kv) for qi, kv in groups]
     return artefacts(bound).get(('blocksparse', block), build)
 
 def plan_density(plans:list) -> float:

@@ -200,9 +200,11 @@ def forward(self:LHT, input_ids=None, attention_mask=None,
     def run(blk, x, *args):                                                 # one block; its weights when asked
         if not output_attentions: return self.checkpointed(blk, x, *args)
         x, w = blk(x, *args, return_weights=True); maps.append(w); return x
+    phase = torch.profiler.record_function                                  # named spans in a profile (free otherwise)
     local = None if c.structure == 'dense' else bind_mask(sliding_window_mask(c.window, causal=False), h, c.n_heads)
-    for blk in self.blocks[:c.router_layer]: h = run(blk, h, local)
-    bounds = self.boundaries(h, level_ids)
+    with phase('lht.lower_layers'):
+        for blk in self.blocks[:c.router_layer]: h = run(blk, h, local)
+    with phase('lht.routers'): bounds = self.boundaries(h, level_ids)
     # mark unit starts: the STE gives a gradient
     if bounds is not None:
         h = h + sum(bd.b_ste[..., None] * self.start_embed.weight[l] for l, bd in enumerate(bounds))
@@ -212,15 +214,18 @@ def forward(self:LHT, input_ids=None, attention_mask=None,
         cost = sc if cost is None else cost + sc
     coords = None if cost is None else cost.cumsum(-1)                      # the distance bias's coordinates, per token
     if bounds is None:
-        for blk in self.blocks[c.router_layer:]: h = run(blk, h, None, None, None, coords)
+        with phase('lht.upper_layers'):
+            for blk in self.blocks[c.router_layer:]: h = run(blk, h, None, None, None, coords)
     else:
-        x, m, pos, token_index = self.anchored(h, bounds)
-        self.last_mask, self.last_token_index = m, token_index              # the tree of the last forward (pictures)
-        cm = bind_mask(m, x, c.n_heads)                                      # once, for all the upper layers
-        if coords is not None: coords = torch.gather(coords, 1, pos)         # anchors take their token's coordinate
-        for blk in self.blocks[c.router_layer:]: x = run(blk, x, cm, None, pos, coords)
+        with phase('lht.anchors'):
+            x, m, pos, token_index = self.anchored(h, bounds)
+            self.last_mask, self.last_token_index = m, token_index          # the tree of the last forward (pictures)
+            cm = bind_mask(m, x, c.n_heads)                                  # once, for all the upper layers
+            if coords is not None: coords = torch.gather(coords, 1, pos)     # anchors take their token's coordinate
+        with phase('lht.upper_layers'):
+            for blk in self.blocks[c.router_layer:]: x = run(blk, x, cm, None, pos, coords)
         h = torch.gather(x, 1, token_index[..., None].expand(-1, -1, x.shape[-1]))
-    logits = self.lm_head(self.norm(h))
+    with phase('lht.head'): logits = self.lm_head(self.norm(h))
     loss, metrics = None, {}
     if labels is not None:
         loss = lm_loss(logits, targets=labels)                              # MLM labels are aligned: no shift

@@ -25,7 +25,7 @@ class Mask:
         # FlexAttention kernel settings on a GPU (a mask with many lookups needs smaller tiles)
         self.kernel_options = kernel_options
         self.causal = causal                                 # exactly `q >= kv`: set by `causal_mask`, not by a name
-        # `candidates(bound, block)`: per query block, every key the mask may allow, from its structure
+        # `candidates(bound, block)`: per block of up to `block` queries, every key the mask may allow, from its structure
         # (the block-sparse plan then needs no T×S grid; see `window_candidates`)
         self.candidates = candidates
     def __call__(self, b, h, q_idx, kv_idx): return self.fn(b, h, q_idx, kv_idx)
@@ -205,23 +205,27 @@ def hierarchical_mask(level_ids, anchor_level=None, neighbours:int=0) -> Mask:
     zeros = torch.zeros_like(lev[..., :1, :])
     # (…, K+2, T): U[l] unit id at height l (int32: smaller GPU tiles)
     U = torch.cat([lev.flip(-2), zeros, zeros], dim=-2).int()
+    # one flat index per lookup (`take`) is several times faster than three broadcast indices
+    hf, Uf, K2 = height.flatten(), U.flatten(), K + 2
     if batched:
-        hq = lambda b, t: height[b, t]
-        u = lambda b, l, t: U[b, l, t]
+        hq = lambda b, t: hf[b * T + t]
+        u = lambda b, l, t: Uf[(b * K2 + l) * T + t]
     else:
-        hq = lambda b, t: height[t]
-        u = lambda b, l, t: U[l, t]
+        hq = lambda b, t: hf[t]
+        u = lambda b, l, t: Uf[l * T + t]
     def fn(b, h, q, kv):
+        # four lookups, each of one side only (per query or per key, not per pair): its height, its unit, its parent
         lq, lk = hq(b, q), hq(b, kv)
-        hi = torch.maximum(lq, lk).clamp(min=0)
-        parent_child = ((lq - lk).abs() == 1) & (u(b, hi, q) == u(b, hi, kv))
-        same = lq == lk
-        sibling = same & (u(b, lq + 1, q) == u(b, lq + 1, kv))
-        own = lq.clamp(min=0)
-        near = same & ((u(b, own, q) - u(b, own, kv)).abs() <= neighbours)
-        return parent_child | sibling | near
-    # six table lookups per (q, kv) pair: FlexAttention's default 128×64 tiles need more shared memory
-    # than an H100/H200 has
+        uq, uq_up = u(b, lq.clamp(min=0), q), u(b, lq + 1, q)
+        uk, uk_up = u(b, lk.clamp(min=0), kv), u(b, lk + 1, kv)
+        step = lq - lk
+        # parent/child: the higher one's unit, read on both sides
+        parent_child = (step.abs() == 1) & (torch.where(step > 0, uq, uq_up) == torch.where(step < 0, uk, uk_up))
+        # same height: siblings (same parent unit) or ±k neighbouring units
+        same = (step == 0) & ((uq_up == uk_up) | ((uq - uk).abs() <= neighbours))
+        return parent_child | same
+    # table lookups per (q, kv) pair: FlexAttention's default 128×64 tiles need more shared memory than an H100/H200
+    # has (measured with six lookups; four now)
     tables = (height if batched else height[None], U if batched else U[None])
     return Mask(fn, f'hierarchical(K={K}, ±{neighbours})', T, kernel_options=HIERARCHICAL_FLEX_KERNEL,
                 candidates=tree_candidates(*tables, neighbours))   # defined below
@@ -257,8 +261,10 @@ def tree_candidates(height:torch.Tensor, # (B, T): -1 token, 0 finest anchor, �
         for hq in range(-1, K):
             M = sizes[hq + 1]
             if M == 0: continue
-            nq = -(-M // block)
-            qpos = torch.nn.functional.pad(members(hq), (0, nq * block - M), value=-1).view(B, nq, block)
+            # an anchor sees all its children: blocks of fewer anchors, so a block gathers about 2·block children
+            bq = block if hq < 0 else max(1, min(block, 2 * block * M // max(1, sizes[hq])))
+            nq = -(-M // bq)
+            qpos = torch.nn.functional.pad(members(hq), (0, nq * bq - M), value=-1).view(B, nq, bq)
             n_in = (qpos >= 0).sum(-1)                                                # (B, nq) queries per block
             first, last = qpos[..., 0], qpos.gather(-1, (n_in - 1).clamp(min=0)[..., None])[..., 0]
             own, up = max(hq, 0), hq + 1

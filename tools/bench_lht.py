@@ -7,13 +7,15 @@
 3. Speed and memory: one training step (forward + backward, batch 1) at 1k, 2k, 4k and 8k tokens, LHT vs the dense
    encoder; each in its own process (peak resident memory is that process's).
 
-    python tools/bench_lht.py [--steps 300] [--seeds 3] [--ablations] [--wikitext] [--skip-speed] [--skip-quality]
+    python tools/bench_lht.py [--steps 300] [--seeds 3] [--ablations] [--wikitext] [--skip-speed] [--skip-quality] [--lengths 1024,…] [--dtypes float32,bfloat16]
 """
 import argparse, json, math, os, resource, subprocess, sys, time
 from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from hierlm.core import load_config
 def ablations():
     "Variants of `lht-synthetic` (config overrides); the level-count rows keep the preset's ratio-loss weight."
     from hierlm.core import load_config
@@ -25,41 +27,127 @@ def ablations():
              'no soft-segmentation gradient': ['model.segment_grad=0'], 'routers from the ratio loss only': ['model.router_grad=ratio'],
              'control: corpus without registers': ['data.synthetic_registers=false']}
 
-def lht_step(structure, T, device='cpu', dtype=torch.float32):
-    "One training step (forward + backward, batch 1) of `lht-synthetic` with `structure`, at initialisation, on T random tokens."
+def speed_input(T:int, tok):
+    "T tokens of synthetic documents (registers, as `lht-synthetic` trains on) and their level ids `(1, 3, T)`."
+    from hierlm.corpora import synthetic_documents, encode_documents
+    ids, lev, n = [], [], 40
+    while sum(len(i) for i in ids) < T:
+        i, l = encode_documents(synthetic_documents(n, seed=len(ids) + 7, split='test'), tok)
+        ids.append(torch.as_tensor(i)); lev.append(torch.as_tensor(l) + (lev[-1][:, -1:] + 1 if lev else 0))
+    return torch.cat(ids)[None, :T], torch.cat(lev, 1)[None, :, :T]
+
+SPEED_ROWS = {'dense': 'dense encoder (SDPA, no mask)', 'gold': 'LHT, gold tree',
+              'fixed': 'LHT, fixed chunks at the target ratios', 'init': 'LHT, learned, at initialisation',
+              'trained': 'LHT, learned, trained routers'}
+
+def lht_step(row, T, run, dtype=torch.float32):
+    "One training step (forward + backward, batch 1) of `row` (`SPEED_ROWS`) on T tokens of synthetic text."
     from hierlm.lht import build_lht
-    from hierlm.core import load_config
+    from hierlm.finetune import load_pretrained
+    trained, tok = load_pretrained(run)
     torch.manual_seed(0)
-    m = build_lht(load_config('lht-synthetic', [f'model.structure={structure}']).model, 64).to(device).train(); m.config.mlm_mask_id = 63
-    x = torch.randint(0, 63, (1, T), device=device)
+    if row == 'trained': m = trained
+    else:
+        c = trained.config
+        mc = load_config('lht-synthetic', [f"model.structure={'learned' if row == 'init' else row}"]).model
+        m = build_lht(mc, c.vocab_size); m.config.mlm_mask_id = c.mlm_mask_id
+    m.train()
+    x, lev = speed_input(T, tok)
+    lht_step.last = m, (x, lev)
     def step():
-        with torch.autocast(torch.device(device).type, dtype=dtype, enabled=dtype != torch.float32):
-            loss = m.training_loss({'input_ids': x, 'targets': x}).loss
+        with torch.autocast('cpu', dtype=dtype, enabled=dtype != torch.float32):
+            loss = m.training_loss({'input_ids': x, 'level_ids': lev}).loss
         loss.backward(); m.zero_grad(set_to_none=True)
+        return m
     return step
 
-def speed_child(structure, T):
+def speed_child(row, T, run, dtype='float32'):
     torch.set_num_threads(2)
-    step, ts = lht_step(structure, T), []
-    for i in range(3):
-        t0 = time.perf_counter(); step()
+    step, ts = lht_step(row, T, run, getattr(torch, dtype)), []
+    for i in range(4):
+        t0 = time.perf_counter(); m = step()
         if i: ts.append(time.perf_counter() - t0)
-    print(json.dumps({'s': sorted(ts)[0], 'rss_gb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+    bd = m.last_boundaries
+    units = [T / float(b.b.float().sum()) for b in bd] if bd else []
+    print(json.dumps({'s': sorted(ts)[len(ts) // 2], 'rss_gb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                      'units': units, 'anchored': m.last_length if bd else T}))
 
-def speed():
-    rows = ['**Training step vs sequence length** (batch 1, forward + backward, fp32; `lht-synthetic` dimensions: d=128, 4 layers, '
-            '4 heads, 2 levels; learned structure at initialisation; best of 2 steps after a warm-up; each its own process):', '',
-            '| tokens | LHT step | LHT peak memory | dense step | dense peak memory | LHT vs dense |', '|---:|---:|---:|---:|---:|---:|']
-    for T in (1024, 2048, 4096, 8192):
-        r = {}
-        for st in ('learned', 'dense'):
-            out = subprocess.run([sys.executable, __file__, '--child', json.dumps([st, T])], capture_output=True, text=True)
-            if out.returncode: print(out.stderr[-3000:]); r[st] = None; continue
-            r[st] = json.loads(out.stdout.strip().splitlines()[-1]); print(T, st, r[st], flush=True)
-        f = lambda x, k, u: f'{x[k]:.2f} {u}' if x else 'failed'
-        ratio = f"{r['dense']['s'] / r['learned']['s']:.2f}×" if r['learned'] and r['dense'] else '-'
-        rows.append(f"| {T} | {f(r['learned'], 's', 's')} | {f(r['learned'], 'rss_gb', 'GB')} | {f(r['dense'], 's', 's')} | {f(r['dense'], 'rss_gb', 'GB')} | {ratio} |")
-    return rows
+PHASES = ('lht.lower_layers', 'lht.routers', 'lht.anchors', 'block_sparse_plan', 'lht.upper_layers', 'lht.head')
+
+def profile_child(row, T, run):
+    "Forward and backward times of one step, the forward split by phase, and the top operators (torch.profiler)."
+    from torch.profiler import profile, ProfilerActivity
+    torch.set_num_threads(2)
+    step = lht_step(row, T, run)
+    step()
+    fw, bw = [], []
+    model, (x, lev) = lht_step.last
+    for _ in range(3):
+        t0 = time.perf_counter(); loss = model.training_loss({'input_ids': x, 'level_ids': lev}).loss
+        t1 = time.perf_counter(); loss.backward(); t2 = time.perf_counter(); model.zero_grad(set_to_none=True)
+        fw.append(t1 - t0); bw.append(t2 - t1)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        model.training_loss({'input_ids': x, 'level_ids': lev}).loss.backward()
+    ev = {e.key: e for e in prof.key_averages()}
+    phases = {k: ev[k].cpu_time_total / 1e3 for k in PHASES if k in ev}
+    top = sorted((e for e in prof.key_averages() if e.key.startswith('aten::')), key=lambda e: -e.self_cpu_time_total)[:6]
+    total = sum(e.self_cpu_time_total for e in prof.key_averages()) / 1e3
+    print(json.dumps({'forward_ms': sorted(fw)[1] * 1e3, 'backward_ms': sorted(bw)[1] * 1e3, 'phases_ms': phases,
+                      'top': [(e.key, e.self_cpu_time_total / 1e3 / total) for e in top]}))
+
+def profile_table(lengths=(2048, 8192, 16384), rows=('dense', 'gold', 'trained')):
+    run = speed_run()
+    out = ['**Where a training step goes** (`torch.profiler` on one step, after a warm-up, each cell its own process; '
+           'forward and backward: medians of 3 unprofiled steps; phases: CPU time inside each named span of the forward, '
+           'the block-sparse plan inside the anchors (LHT) or the first upper layer; top operators: share of all '
+           'self CPU time in the profiled step, forward and backward):', '',
+           '| tokens | model | forward | backward | lower layers | routers | anchors + mask | plan | upper layers | head | '
+           'top operators |', '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|']
+    for T in lengths:
+        for row in rows:
+            r = subprocess.run([sys.executable, __file__, '--child', json.dumps(['profile', row, T, str(run)])],
+                               capture_output=True, text=True)
+            if r.returncode: print(r.stderr[-3000:]); continue
+            d = json.loads(r.stdout.strip().splitlines()[-1]); print(T, row, d, flush=True)
+            ph = lambda k: f"{d['phases_ms'][k]:.0f} ms" if k in d['phases_ms'] else '-'
+            top = ', '.join(f"{k.replace('aten::', '')} {v:.0%}" for k, v in d['top'])
+            out.append(f"| {T} | {SPEED_ROWS[row]} | {d['forward_ms']:.0f} ms | {d['backward_ms']:.0f} ms | "
+                       + ' | '.join(ph(k) for k in PHASES) + f' | {top} |')
+    return out
+
+def speed_run(steps=300):
+    "A `lht-synthetic` model trained for `steps` (kept in runs/bench-lht-speed): the trained-routers row."
+    out = ROOT/'runs'/'bench-lht-speed'
+    if not (out/'final').exists():
+        from hierlm.train import Trainer
+        cfg = load_config('lht-synthetic', ['train.wandb=disabled', 'device=cpu', f'train.max_steps={steps}',
+                                             'train.ckpt_every=1000000', f'eval.eval_every={steps}'])
+        Trainer(cfg, out).fit()
+    return out/'final'
+
+def speed(lengths=(1024, 2048, 4096, 8192, 16384), rows=tuple(SPEED_ROWS), dtypes=('float32', 'bfloat16')):
+    run = speed_run()
+    table = ['**Training step vs sequence length** (batch 1, forward + backward, `lht-synthetic` dimensions: d=128, 4 layers, '
+             '4 heads, 2 levels, target ratios 36 and 5; input: T tokens of synthetic test documents; the trained row is '
+             '`lht-synthetic` after 300 steps; median of 3 steps after a warm-up; each cell its own process; memory: that '
+             "process's peak resident set; units: tokens per level-1 / level-2 unit; anchored: tokens + anchors):", '',
+             '| tokens | model | dtype | step | peak memory | vs dense (same dtype) | units | anchored |',
+             '|---:|---|---|---:|---:|---:|---|---:|']
+    for T in lengths:
+        for dt in dtypes:
+            res = {}
+            for row in rows:
+                out = subprocess.run([sys.executable, __file__, '--child', json.dumps([row, T, str(run), dt])],
+                                     capture_output=True, text=True)
+                if out.returncode: print(out.stderr[-3000:]); res[row] = None
+                else: res[row] = json.loads(out.stdout.strip().splitlines()[-1])
+                print(T, dt, row, res[row], flush=True)
+            for row, r in res.items():
+                if r is None: table.append(f'| {T} | {SPEED_ROWS[row]} | {dt} | failed | | | | |'); continue
+                vs = f"{res['dense']['s'] / r['s']:.2f}×" if res.get('dense') else '-'
+                u = ' / '.join(f'{x:.1f}' for x in r['units']) or '-'
+                table.append(f"| {T} | {SPEED_ROWS[row]} | {dt} | {r['s']:.2f} s | {r['rss_gb']:.2f} GB | {vs} | {u} | {r['anchored']} |")
+    return table
 
 def train(extra, steps, label, preset='lht-synthetic'):
     from hierlm.core import load_config
@@ -122,8 +210,13 @@ def main():
     ap.add_argument('--wikitext', action='store_true', help='also the quality table on lht-wikitext (needs $HIERLM_DATA)')
     ap.add_argument('--seeds', type=int, default=0, help='also train the learned structure at seeds 1..N-1 (seed 0 is the quality row)')
     ap.add_argument('--ablations', action='store_true'); ap.add_argument('--skip-speed', action='store_true'); ap.add_argument('--skip-quality', action='store_true')
+    ap.add_argument('--lengths', default='1024,2048,4096,8192,16384', help='speed table: sequence lengths')
+    ap.add_argument('--profile', action='store_true', help='also the profile table')
+    ap.add_argument('--dtypes', default='float32,bfloat16', help='speed table: dtypes (bf16 is CPU autocast)')
     a = ap.parse_args()
-    if a.child: return speed_child(*json.loads(a.child))
+    if a.child:
+        args = json.loads(a.child)
+        return profile_child(*args[1:]) if args[0] == 'profile' else speed_child(*args)
     torch.set_num_threads(2)
     out = ROOT/'benchmarks'/f'lht_{"cuda" if torch.cuda.is_available() else "cpu"}.md'
     old = out.read_text() if out.exists() else ''
@@ -171,8 +264,11 @@ def main():
             else: r = train(extra, a.steps, 'abl-' + name.split(' (')[0].replace(' ', '-'))
             rows.append(f"| {name} | {r['val_loss']:.3f} | {r['test_loss']:.3f} | {fmt_rep(r, 1)} |")
         sections['Ablations'] = '\n'.join(rows)
-    if not a.skip_speed: sections['Training step vs sequence length'] = '\n'.join(speed())
-    order = ['Learned structure vs baselines', 'Seeds', 'Where the MLM loss wants unit starts', 'Learned structure vs baselines on WikiText-2', 'Ablations', 'Training step vs sequence length']
+    if a.profile: sections['Where a training step goes'] = '\n'.join(profile_table())
+    if not a.skip_speed:
+        sections['Training step vs sequence length'] = '\n'.join(speed(tuple(int(x) for x in a.lengths.split(',')),
+                                                                   dtypes=tuple(a.dtypes.split(','))))
+    order = ['Learned structure vs baselines', 'Seeds', 'Where the MLM loss wants unit starts', 'Learned structure vs baselines on WikiText-2', 'Ablations', 'Where a training step goes', 'Training step vs sequence length']
     lines += [sections[k] for k in order if k in sections] + [v for k, v in sections.items() if k not in order]   # hand-written notes stay
     out.write_text('\n\n'.join(lines) + '\n'); print('\n\n'.join(lines)); print(f'wrote {out}')
 
