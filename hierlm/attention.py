@@ -346,7 +346,8 @@ def pick_backend(q:torch.Tensor, k:torch.Tensor, bound:Optional[BoundMask], sink
         return 'eager' if sink is not None and q.device.type == 'cpu' else ('flex' if sink is not None else 'sdpa')
     if q.device.type == 'cuda': return 'flex'
     if q.shape[2] * k.shape[2] <= 1024 * 1024: return 'eager' if sink is not None else 'sdpa'
-    if not needs_grad: return 'flex'
+    # no gradient: FlexAttention, unless the mask plans from its structure (a tree): its BlockMask is built on the grid
+    if not needs_grad and (bound.mask.candidates is None or bound.q_offset): return 'flex'
     plan = block_sparse_plan(bound, 64)          # kept: blocksparse reuses it
     if plan_density(plan) <= 0.3 or sink is not None: return 'blocksparse'
     return 'sdpa'                                # a dense-ish mask (e.g. block diffusion): gathering would not pay
