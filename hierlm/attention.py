@@ -290,7 +290,7 @@ def _rows(x:torch.Tensor, index:torch.Tensor) -> torch.Tensor:
     flat = torch.cat([x.transpose(1, 2).reshape(B * T, H * D), x.new_zeros(1, H * D)])   # + a zero row for -1
     index = index.expand(B, -1, -1)
     at = torch.where(index >= 0, index + torch.arange(B, device=x.device).view(B, 1, 1) * T, B * T)
-    return flat[at].view(*index.shape, H, D)
+    return flat.index_select(0, at.flatten()).view(*index.shape, H, D)      # backward: index_add (not index_put)
 
 def _gathered_attention(q, k, v, plan:BlockSparsePlan, scale, sink, coords, q_offset:int) -> torch.Tensor:
     "Attention of one plan group's query blocks over their gathered keys: `(B, H, nq, block, Dv)`."
@@ -304,8 +304,9 @@ def _gathered_attention(q, k, v, plan:BlockSparsePlan, scale, sink, coords, q_of
         qb = _rows(q, plan.q_index).view(B, nq, block, Hkv, g, D).permute(0, 3, 4, 1, 2, 5)
         qpos = plan.q_index
     if plan.kv_index.shape[0] == 1:                                          # the same keys for every row
-        idx = plan.kv_index[0].clamp(min=0)
-        kg, vg = k[:, :, idx].unsqueeze(2), v[:, :, idx].unsqueeze(2)         # (B, Hkv, 1, nq, L, D): gathered keys
+        idx = plan.kv_index[0].clamp(min=0).flatten()
+        # (B, Hkv, 1, nq, L, D): gathered keys
+        kg, vg = (x.index_select(2, idx).view(B, Hkv, 1, nq, L, -1) for x in (k, v))
     else:
         kg, vg = (_rows(x, plan.kv_index).permute(0, 3, 1, 2, 4).unsqueeze(2) for x in (k, v))
     scores = ((qb * scale) @ kg.transpose(-1, -2)).reshape(B, H, nq, block, L)
