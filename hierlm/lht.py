@@ -7,7 +7,7 @@ Docs: https://hierlm.github.io/hierlm/lht.html.md"""
 # %% auto #0
 __all__ = ['LHTConfig', 'HierLMLHTConfig', 'LHTOutput', 'bert_mask', 'fixed_boundaries', 'gold_boundaries', 'segment_cost', 'LHT',
            'build_lht', 'level_boundaries', 'score_boundaries', 'boundary_report', 'cut_gradient', 'cut_profile',
-           'plot_boundaries']
+           'plot_boundaries', 'boundary_consistency']
 
 # %% ../nbs/07_lht.ipynb #5aab3a9e
 import math
@@ -229,8 +229,11 @@ def forward(self:LHT, input_ids=None, attention_mask=None,
     loss, metrics = None, {}
     if labels is not None:
         loss = lm_loss(logits, targets=labels)                              # MLM labels are aligned: no shift
+        # documents in the batch (from the gold doc ids when given, else one per row): units per document per level
+        n_docs = (B if level_ids is None else (level_ids[:, 0, 1:] != level_ids[:, 0, :-1]).sum() + B)
         for l, bd in enumerate(bounds or []):
             metrics[f'compression_l{l + 1}'] = (T / bd.b.float().sum(1).clamp(min=1)).mean().detach()
+            metrics[f'units_per_doc_l{l + 1}'] = (bd.b.float().sum() / n_docs).detach()
             if c.structure == 'learned':
                 rl = ratio_loss(bd, c.target_ratios[l], None if l == 0 else bounds[l - 1].b)   # level ℓ over ℓ−1
                 metrics[f'ratio_loss_l{l + 1}'] = rl.detach()
@@ -365,3 +368,12 @@ def plot_boundaries(tok, ids:torch.Tensor, pred:torch.Tensor, gold:torch.Tensor,
     ax.set_title(title + '  (colour: predicted unit; red bar: gold unit start)', fontsize=9)
     fig.tight_layout()
     return fig
+
+# %% ../nbs/07_lht.ipynb #e6808310
+def boundary_consistency(preds:list, # per model (seed), its boundaries `(N, T)` on the same blocks (`level_boundaries`)
+                         tolerance:int=1, # cuts this many positions apart count as the same place
+                        ) -> dict:
+    "How often models cut at the same place: boundary F1 of each pair of models against each other, and their mean."
+    pairs = {(i, j): boundary_prf(preds[i], preds[j], tolerance)['f1']
+             for i in range(len(preds)) for j in range(i + 1, len(preds))}
+    return {'pairs': pairs, 'mean': sum(pairs.values()) / max(1, len(pairs))}
