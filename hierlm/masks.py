@@ -124,10 +124,10 @@ def strictly_causal_mask() -> Mask:
 def window_candidates(before:int, # keys this far before a block's first query
                       after:int, # keys this far after its last query
                      ):
-    "`Mask.candidates` of a band: query block `i` may see keys `[i·block − before, (i+1)·block + after)`."
+    "`Mask.candidates` of a band: query block `i` (at `q_offset`) may see keys `[i·block − before, (i+1)·block + after)`."
     def candidates(bound, block:int) -> list:
         nq = -(-bound.T // block)
-        kv = (torch.arange(nq, device=bound.device)[:, None] * block - before
+        kv = (bound.q_offset + torch.arange(nq, device=bound.device)[:, None] * block - before
               + torch.arange(block + before + after, device=bound.device))        # (nq, L)
         return [(None, torch.where((kv >= 0) & (kv < bound.S), kv, -1)[None])]
     return candidates
