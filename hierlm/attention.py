@@ -234,7 +234,7 @@ def _dedupe(x:torch.Tensor) -> torch.Tensor:
 
 def plan_from_candidates(bound:BoundMask, block:int, q_index:Optional[torch.Tensor],
                          kv_index:torch.Tensor) -> BlockSparsePlan:
-    "A plan from candidate keys `kv_index (B|1, nq, L)` for query blocks `q_index` (None: in order): the exact mask on them."
+    "A plan from candidate keys `kv_index (B|1, nq, L)` of query blocks `q_index` (None: in order): their exact mask."
     dev, nq, L = bound.device, kv_index.shape[-2], kv_index.shape[-1]
     if q_index is not None: block = q_index.shape[-1]                       # a group may have blocks of its own size
     qi = (torch.arange(nq * block, device=dev).view(1, nq, block) if q_index is None else q_index)

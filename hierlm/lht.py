@@ -169,11 +169,11 @@ def anchored(self:LHT, h:torch.Tensor, bounds:list):
     L, A, S, token_index, valid = anchor_rows(lev, multiple=128 if T > 1024 or h.is_cuda else 1)
     # (B, T'): the token each position is or precedes
     tok = _next_token(torch.where(valid, S, torch.full_like(S, T - 1))).clamp(max=T - 1)
-    x = torch.gather(h, 1, tok[..., None].expand(-1, -1, d))                # every position starts from its token's state
+    x = torch.gather(h, 1, tok[..., None].expand(-1, -1, d))                # each position starts as its token
     is_anchor = A >= 0
     lvl = A.clamp(min=0) + (0 if c.doc_token else 1)                          # anchor embedding: 0 = [DOC], ℓ = level
     scale = torch.ones(B, A.shape[1], device=h.device, dtype=h.dtype)
-    for a in range(1 if c.doc_token else 0, lev.shape[1]):                  # the straight-through boundary of each start
+    for a in range(1 if c.doc_token else 0, lev.shape[1]):                  # each start's straight-through boundary
         bi = c.n_levels - (a if c.doc_token else a + 1)                      # coarse→fine anchor level a → bounds index
         scale = torch.where(is_anchor & (A == a), torch.gather(bounds[bi].b_ste, 1, tok), scale)
     x = torch.where(is_anchor[..., None], x + self.anchor_embed(lvl) * scale[..., None], x)

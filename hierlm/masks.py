@@ -25,7 +25,8 @@ class Mask:
         # FlexAttention kernel settings on a GPU (a mask with many lookups needs smaller tiles)
         self.kernel_options = kernel_options
         self.causal = causal                                 # exactly `q >= kv`: set by `causal_mask`, not by a name
-        # `candidates(bound, block)`: per block of up to `block` queries, every key the mask may allow, from its structure
+        # `candidates(bound, block)`: per block of up to `block` queries, every key the mask may allow, read off its
+        # structure
         # (the block-sparse plan then needs no T×S grid; see `window_candidates`)
         self.candidates = candidates
     def __call__(self, b, h, q_idx, kv_idx): return self.fn(b, h, q_idx, kv_idx)
@@ -124,7 +125,7 @@ def strictly_causal_mask() -> Mask:
 def window_candidates(before:int, # keys this far before a block's first query
                       after:int, # keys this far after its last query
                      ):
-    "`Mask.candidates` of a band: query block `i` (at `q_offset`) may see keys `[i·block − before, (i+1)·block + after)`."
+    "`Mask.candidates` of a band: query block `i` sees keys `[i·block − before, (i+1)·block + after)` (+ `q_offset`)."
     def candidates(bound, block:int) -> list:
         nq = -(-bound.T // block)
         kv = (bound.q_offset + torch.arange(nq, device=bound.device)[:, None] * block - before
