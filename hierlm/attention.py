@@ -284,13 +284,17 @@ def plan_density(plans:list) -> float:
     return sum(p.density for p in plans)
 
 # %% ../nbs/03_attention.ipynb #11f3dd8d
+def _flat_index(index:torch.Tensor, B:int, T:int) -> torch.Tensor:
+    "Per-row positions `index (B|1, n, m)` as rows of the `(B·T + 1)` flattened batch; -1 → row `B·T` (padding)."
+    index = index.expand(B, -1, -1)
+    return torch.where(index >= 0, index + torch.arange(B, device=index.device).view(B, 1, 1) * T, B * T)
+
 def _rows(x:torch.Tensor, index:torch.Tensor) -> torch.Tensor:
     "Rows `index (B|1, n, m)` (-1: zeros) of each batch row of `x (B, H, T, D)`: `(B, n, m, H, D)`."
     B, H, T, D = x.shape
     flat = torch.cat([x.transpose(1, 2).reshape(B * T, H * D), x.new_zeros(1, H * D)])   # + a zero row for -1
-    index = index.expand(B, -1, -1)
-    at = torch.where(index >= 0, index + torch.arange(B, device=x.device).view(B, 1, 1) * T, B * T)
-    return flat.index_select(0, at.flatten()).view(*index.shape, H, D)      # backward: index_add (not index_put)
+    at = _flat_index(index, B, T)
+    return flat.index_select(0, at.flatten()).view(*at.shape, H, D)         # backward: index_add (not index_put)
 
 def _gathered_attention(q, k, v, plan:BlockSparsePlan, scale, sink, coords, q_offset:int) -> torch.Tensor:
     "Attention of one plan group's query blocks over their gathered keys: `(B, H, nq, block, Dv)`."
@@ -331,8 +335,7 @@ def _blocksparse(q, k, v, bound, scale, sink, block=64, coords=None):
         o = _gathered_attention(q, k, v, plan, scale, sink, coords, bound.q_offset)    # (B, H, nq, block, Dv)
         if plan.q_index is None: return o.reshape(B, H, -1, o.shape[-1])[:, :, :T]
         Dv = o.shape[-1]
-        qi = plan.q_index.expand(B, -1, -1)                                  # scatter each group's rows back
-        at = torch.where(qi >= 0, qi + torch.arange(B, device=q.device).view(B, 1, 1) * T, B * T).flatten()
+        at = _flat_index(plan.q_index, B, T).flatten()                      # scatter each group's rows back
         if out is None: out = q.new_zeros(B * T + 1, H * Dv)                 # row B·T: where padding goes
         out = out.index_copy(0, at, o.permute(0, 2, 3, 1, 4).reshape(-1, H * Dv))
     return out[:-1].view(B, T, H, -1).transpose(1, 2)

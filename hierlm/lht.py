@@ -107,12 +107,6 @@ def segment_cost(bounds:list, scale:float) -> torch.Tensor:
     cost = scale * sum(-torch.log1p(-bd.p.clamp(max=1 - 1e-3)) for bd in bounds)   # −log P(no unit starts here)
     return cost - cost.detach()
 
-def _next_token(src:torch.Tensor) -> torch.Tensor:
-    "For each position of an anchored sequence, the original token index it is (tokens) or precedes (anchors)."
-    big = torch.iinfo(src.dtype).max
-    t = torch.where(src < 0, torch.full_like(src, big), src)
-    return t.flip(-1).cummin(-1).values.flip(-1)
-
 # %% ../nbs/07_lht.ipynb #3737c387
 class LHT(HierLMModel):
     "Learned hierarchical transformer: an MLM encoder whose attention follows learned (or gold / fixed) units."
@@ -166,9 +160,8 @@ def anchored(self:LHT, h:torch.Tensor, bounds:list):
     lev = router_level_ids(bounds)                                           # (B, K, T) coarse → fine
     if c.doc_token: lev = torch.cat([torch.zeros_like(lev[:, :1]), lev], 1)
     # a recurring length (a multiple of 128 from 1k tokens, or on a GPU): compiled kernels are reused
-    L, A, S, token_index, valid = anchor_rows(lev, multiple=128 if T > 1024 or h.is_cuda else 1)
-    # (B, T'): the token each position is or precedes
-    tok = _next_token(torch.where(valid, S, torch.full_like(S, T - 1))).clamp(max=T - 1)
+    # tok (B, T'): the token each position is or precedes
+    L, A, _, token_index, valid, tok = anchor_rows(lev, multiple=128 if T > 1024 or h.is_cuda else 1)
     x = torch.gather(h, 1, tok[..., None].expand(-1, -1, d))                # each position starts as its token
     is_anchor = A >= 0
     lvl = A.clamp(min=0) + (0 if c.doc_token else 1)                          # anchor embedding: 0 = [DOC], ℓ = level

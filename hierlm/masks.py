@@ -254,9 +254,10 @@ def tree_candidates(height:torch.Tensor, # (B, T): -1 token, 0 finest anchor, �
             j = torch.arange(sizes[hh + 1], device=dev)
             pos = order.gather(1, (start[:, hh + 1, None] + j).clamp(max=T - 1))
             return torch.where(j < cnt[:, hh + 1, None], pos, -1)
+        lists = {hh: members(hh) for hh in range(-1, K)}           # each height's members, once
         def ids(pos, l): return torch.where(pos >= 0, U[:, l].long().gather(1, pos.clamp(min=0)), big)
         def run(hh, l, lo, hi):                                    # list hh's members with U[l] in [lo, hi], in `order`
-            s, e = _sorted_range(ids(members(hh), l), lo, hi)
+            s, e = _sorted_range(ids(lists[hh], l), lo, hi)
             return start[:, hh + 1, None] + s, start[:, hh + 1, None] + e
         out = []
         for hq in range(-1, K):
@@ -265,7 +266,7 @@ def tree_candidates(height:torch.Tensor, # (B, T): -1 token, 0 finest anchor, �
             # an anchor sees all its children: blocks of fewer anchors, so a block gathers about 2·block children
             bq = block if hq < 0 else max(1, min(block, 2 * block * M // max(1, sizes[hq])))
             nq = -(-M // bq)
-            qpos = torch.nn.functional.pad(members(hq), (0, nq * bq - M), value=-1).view(B, nq, bq)
+            qpos = torch.nn.functional.pad(lists[hq], (0, nq * bq - M), value=-1).view(B, nq, bq)
             n_in = (qpos >= 0).sum(-1)                                                # (B, nq) queries per block
             first, last = qpos[..., 0], qpos.gather(-1, (n_in - 1).clamp(min=0)[..., None])[..., 0]
             own, up = max(hq, 0), hq + 1
@@ -294,7 +295,8 @@ def anchor_rows(level_ids, # (B, K, T) coarse→fine, per row
                 multiple:int=1, # round the anchored length up to a multiple of this (shapes that recur)
                ) -> tuple:
     ("`insert_anchors` for a batch, vectorised on the ids' device: `(level_ids' (B, K, T'), anchor_level' (B, T'), "
-     "source_index (B, T'), token_index (B, T), valid (B, T'))`; rows end in padding inside their last unit.")
+     "source_index (B, T'), token_index (B, T), valid (B, T'), token_of (B, T'))`: `token_of` is the token each "
+     "position is or precedes; rows end in padding inside their last unit (`token_of`: the last token).")
     lev = torch.as_tensor(level_ids).long()
     B, K, T = lev.shape
     dev = lev.device
@@ -317,14 +319,14 @@ def anchor_rows(level_ids, # (B, K, T) coarse→fine, per row
     A = A.scatter_(1, at, torch.arange(K, device=dev).view(1, K, 1).expand(B, K, T).reshape(B, -1))[:, :Tp]
     S = torch.full((B, Tp), -1, dtype=torch.long, device=dev).scatter_(1, end - 1, ar)
     valid = torch.arange(Tp, device=dev) < n[:, None]
-    return lev.gather(2, tok[:, None].expand(B, K, Tp)), A, S, end - 1, valid
+    return lev.gather(2, tok[:, None].expand(B, K, Tp)), A, S, end - 1, valid, tok
 
 def insert_anchors(level_ids, # (K, T) coarse→fine
                    anchored_levels:Sequence[int]=None, # levels that get an anchor
                   ) -> tuple:
     ("Insert an HDT anchor token before each unit start (coarse first): "
      "returns `(level_ids', anchor_level', source_index)`.")
-    lev, al, src, _, _ = anchor_rows(torch.as_tensor(level_ids)[None], anchored_levels)
+    lev, al, src, *_ = anchor_rows(torch.as_tensor(level_ids)[None], anchored_levels)
     return lev[0], al[0], src[0]
 
 # %% ../nbs/02_masks.ipynb #bb3887ae
